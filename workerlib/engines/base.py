@@ -1,0 +1,80 @@
+"""The engine protocol every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from workerlib.wire import Task
+
+ProgressCallback = Callable[[float], None]
+"""Called with a fraction in [0, 1] while a job runs; cheap and thread-safe."""
+
+
+@dataclass(frozen=True)
+class BinaryResult:
+    """Bytes plus the extension (no dot) that names what they are."""
+
+    data: bytes
+    ext: str
+
+
+@dataclass(frozen=True)
+class JsonResult:
+    """A JSON-serialisable value, sent with ``complete-json``."""
+
+    value: Any
+
+
+EngineResult = BinaryResult | JsonResult
+
+
+class EngineError(Exception):
+    """A job the engine could not finish. ``retryable`` goes to the studio as is."""
+
+    retryable: bool = True
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class CannotServe(EngineError):
+    """The engine does not serve this kind or model: retrying here is pointless."""
+
+    retryable = False
+
+    def __init__(self, engine: str, kind: str, model: str) -> None:
+        super().__init__(f"engine '{engine}' cannot serve kind '{kind}' with model '{model}'")
+        self.engine = engine
+        self.kind = kind
+        self.model = model
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A local backend that turns a task into a result."""
+
+    @property
+    def name(self) -> str: ...
+
+    def models_per_kind(self) -> dict[str, list[str]]:
+        """Model ids this engine can really run, per task kind it serves."""
+        ...
+
+    async def start(self) -> None:
+        """Connect or load; called once before the first job."""
+        ...
+
+    async def close(self) -> None:
+        """Release what ``start`` took; called once at shutdown or on restart."""
+        ...
+
+    async def generate(self, model: str, task: Task, progress: ProgressCallback) -> EngineResult:
+        """Run one task. Raise ``EngineError`` (or ``CannotServe``) on failure.
+
+        Blocking work must go through ``asyncio.to_thread`` so the loop keeps running.
+        """
+        ...

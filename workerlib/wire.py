@@ -1,0 +1,199 @@
+"""Wire models of the studio protocol (STUDIO_API.md §3, §4, §2.7).
+
+Keys on the wire are camelCase for claims and capabilities and snake_case inside a
+``Task``; the models below keep the exact spelling through aliases so that
+``model_dump(by_alias=True)`` is what goes over the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+TaskKind = Literal["image", "llm", "audio_stt", "audio_tts", "video"]
+KIND_ORDER: tuple[TaskKind, ...] = ("image", "llm", "audio_stt", "audio_tts", "video")
+BINARY_KINDS: frozenset[str] = frozenset({"image", "audio_tts", "video"})
+JSON_KINDS: frozenset[str] = frozenset({"llm", "audio_stt"})
+
+
+class _TaskBase(BaseModel):
+    # Unknown keys in a task are ignored, like unknown keys in a claim.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ImageTask(_TaskBase):
+    kind: Literal["image"] = "image"
+    prompt: str
+    width: int = Field(512, ge=1, le=16384)
+    height: int = Field(512, ge=1, le=16384)
+    steps: int = Field(20, ge=1, le=10000)
+    seed: int | None = None
+    ext: str = "webp"
+
+
+class ChatMessage(_TaskBase):
+    role: str
+    content: str
+
+
+class LlmTask(_TaskBase):
+    kind: Literal["llm"] = "llm"
+    messages: list[ChatMessage]
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = 0.7
+
+
+class AudioSttTask(_TaskBase):
+    kind: Literal["audio_stt"] = "audio_stt"
+    input_url: str
+    language: str | None = None
+
+
+class AudioTtsTask(_TaskBase):
+    kind: Literal["audio_tts"] = "audio_tts"
+    text: str
+    voice: str = "default"
+    ext: str = "wav"
+
+
+class VideoTask(_TaskBase):
+    kind: Literal["video"] = "video"
+    prompt: str
+    seconds: float = Field(2.0, gt=0, le=600)
+    width: int = Field(512, ge=1, le=16384)
+    height: int = Field(512, ge=1, le=16384)
+    ext: str = "mp4"
+
+
+Task = Annotated[
+    ImageTask | LlmTask | AudioSttTask | AudioTtsTask | VideoTask,
+    Field(discriminator="kind"),
+]
+TASK_ADAPTER: TypeAdapter[Task] = TypeAdapter(Task)
+
+
+def task_prompt(task: Task) -> str:
+    """The text sent back as ``prompt`` with a result (STUDIO_API.md §3.3)."""
+    if isinstance(task, ImageTask | VideoTask):
+        return task.prompt
+    if isinstance(task, LlmTask):
+        return task.messages[-1].content if task.messages else ""
+    if isinstance(task, AudioSttTask):
+        return task.input_url
+    return task.text
+
+
+class JobClaim(BaseModel):
+    """A claim reply (STUDIO_API.md §3.1)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    job_id: str = Field(alias="jobId", min_length=1)
+    game_id: str = Field(alias="gameId")
+    asset_name: str = Field(alias="assetName")
+    model: str
+    vram_gb_estimate: float = Field(alias="vramGbEstimate")
+    prompt: str = ""
+    ext: str = "webp"
+    task: Task | None = None
+
+    def effective_task(self) -> Task:
+        """The task to run: ``task`` when present, else the legacy image task."""
+        if self.task is not None:
+            return self.task
+        return ImageTask(prompt=self.prompt, ext=self.ext)
+
+
+class Capabilities(BaseModel):
+    """What the worker advertises in ``register`` and every ``heartbeat`` (§4).
+
+    Field order is the wire order.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    machine_name: str = Field(alias="machineName")
+    username: str
+    agent_version: str = Field(alias="agentVersion")
+    engine: str
+    vram_total_gb: float = Field(alias="vramTotalGb")
+    vram_threshold_gb: float = Field(alias="vramThresholdGb")
+    auto_enabled: bool = Field(alias="autoEnabled")
+    auto_start: bool = Field(alias="autoStart")
+    supported_models: list[str] = Field(alias="supportedModels")
+    task_kinds: list[TaskKind] = Field(alias="taskKinds")
+    supported_models_per_kind: dict[str, list[str]] = Field(alias="supportedModelsPerKind")
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")
+
+
+def build_capabilities(
+    *,
+    machine_name: str,
+    username: str,
+    agent_version: str,
+    engine: str,
+    vram_total_gb: float,
+    vram_threshold_gb: float,
+    auto_enabled: bool,
+    auto_start: bool,
+    models_per_kind: dict[str, Sequence[str]],
+    override: Sequence[str] = (),
+) -> Capabilities:
+    """Assemble capabilities with the ordering and override rules of §4."""
+    kinds = [k for k in KIND_ORDER if k in models_per_kind]
+    per_kind: dict[str, list[str]] = {}
+    override_list = sorted(set(override))
+    for kind in kinds:
+        per_kind[kind] = list(override_list) if override_list else sorted(set(models_per_kind[kind]))
+    union = sorted({m for models in per_kind.values() for m in models})
+    return Capabilities(
+        machine_name=machine_name,
+        username=username,
+        agent_version=agent_version,
+        engine=engine,
+        vram_total_gb=vram_total_gb,
+        vram_threshold_gb=vram_threshold_gb,
+        auto_enabled=auto_enabled,
+        auto_start=auto_start,
+        supported_models=union,
+        task_kinds=kinds,
+        supported_models_per_kind=per_kind,
+    )
+
+
+LogLevel = Literal["info", "warn", "error"]
+
+
+class LogEntry(BaseModel):
+    """One shipped log entry (§2.7)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    ts: str
+    level: LogLevel
+    category: str
+    message: str
+    job_id: str | None = Field(default=None, alias="jobId")
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+CONTENT_TYPES: dict[str, str] = {
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "mp4": "video/mp4",
+}
+
+
+def content_type_for(ext: str) -> str:
+    return CONTENT_TYPES.get(ext.lower(), "application/octet-stream")
