@@ -7,7 +7,7 @@ Keys on the wire are camelCase for claims and capabilities and snake_case inside
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -140,7 +140,7 @@ def build_capabilities(
     vram_threshold_gb: float,
     auto_enabled: bool,
     auto_start: bool,
-    models_per_kind: dict[str, Sequence[str]],
+    models_per_kind: Mapping[str, Sequence[str]],
     override: Sequence[str] = (),
 ) -> Capabilities:
     """Assemble capabilities with the ordering and override rules of §4."""
@@ -148,7 +148,8 @@ def build_capabilities(
     per_kind: dict[str, list[str]] = {}
     override_list = sorted(set(override))
     for kind in kinds:
-        per_kind[kind] = list(override_list) if override_list else sorted(set(models_per_kind[kind]))
+        models = override_list or sorted(set(models_per_kind[kind]))
+        per_kind[kind] = list(models)
     union = sorted({m for models in per_kind.values() for m in models})
     return Capabilities(
         machine_name=machine_name,

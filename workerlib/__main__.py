@@ -1,0 +1,5 @@
+import sys
+
+from workerlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,327 @@
+"""The ``studio-worker`` command line. Exit codes: 0 ok, 1 error, 2 usage.
+
+The GUI is imported lazily and only for ``ui`` (and ``demo`` with a display).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from workerlib import __version__
+from workerlib.config import Config, ConfigStore, field_infos, mask_secret
+from workerlib.errors import ConfigError, StudioAuthError, StudioError, WorkerError
+from workerlib.paths import Paths, resolve_paths
+from workerlib.service import DEFAULT_DRAIN_SECS, WorkerService
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _err(message: str) -> None:
+    print(f"studio-worker: {message}", file=sys.stderr)
+
+
+def console_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                                           datefmt="%H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    return handler
+
+
+def install_signal_handlers(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+
+# -- run ------------------------------------------------------------------------------------
+async def run_headless(paths: Paths, *, drain_secs: float = DEFAULT_DRAIN_SECS,
+                       service: WorkerService | None = None) -> int:
+    service = service or WorkerService(paths, console=console_handler())
+    try:
+        await service.open()
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    try:
+        code = await _ensure_registered(service)
+        if code is not None:
+            return code
+        stop = asyncio.Event()
+        install_signal_handlers(stop.set)
+        await service.start()
+        await stop.wait()
+        logging.getLogger("workerlib.worker").info("stopping (signal received)")
+        return EXIT_OK
+    finally:
+        await service.close(drain_secs)
+
+
+async def _ensure_registered(service: WorkerService) -> int | None:
+    config = service.config
+    if config.is_registered():
+        return None
+    if not config.bootstrap_token:
+        _err(f"this worker is not registered: set bootstrap_token in {service.paths.config_file} "
+             "or run `studio-worker register --bootstrap-token TOKEN`")
+        return EXIT_ERROR
+    try:
+        await service.register()
+    except StudioAuthError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except StudioError as exc:
+        # Unreachable for now: the loops keep trying with backoff.
+        logging.getLogger("workerlib.register").warning("%s; retrying in the background", exc)
+    return None
+
+
+# -- one-shot commands -----------------------------------------------------------------------
+def _load(paths: Paths) -> Config:
+    store = ConfigStore(paths.config_file)
+    if not store.exists():
+        config, _ = store.load_or_create()
+        return config
+    return store.load()
+
+
+def cmd_register(paths: Paths, token: str | None, url: str | None) -> int:
+    async def go() -> int:
+        service = WorkerService(paths, file_logging=True)
+        try:
+            await service.open()
+            registration = await service.register(token, url)
+        except (WorkerError, ValueError) as exc:
+            _err(str(exc))
+            return EXIT_ERROR
+        finally:
+            await service.close()
+        print(f"registered as worker {registration.worker_id} with {service.config.api_base_url}")
+        return EXIT_OK
+
+    return asyncio.run(go())
+
+
+def _ago(seconds: float) -> str:
+    from workerlib.format import duration
+
+    return f"{duration(seconds)} ago"
+
+
+def live_status(paths: Paths) -> dict[str, Any] | None:
+    """The status a running worker published, if it is still running."""
+    try:
+        data = json.loads(paths.status_file.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not data.get("running"):
+        return None
+    pid = data.get("pid")
+    try:
+        os.kill(int(pid), 0)  # type: ignore[arg-type]
+    except (OSError, TypeError, ValueError):
+        return None
+    stale = 3 * float(data.get("heartbeat_interval_secs", 5)) + 10
+    if time.time() - float(data.get("updated_at", 0)) > stale:
+        return None
+    return data
+
+
+def cmd_status(paths: Paths) -> int:
+    config = _load(paths)
+    print(f"config:     {paths.config_file}")
+    print(f"studio:     {config.api_base_url}")
+    print(f"worker id:  {config.worker_id or '(not registered)'}")
+    print(f"claiming:   {'enabled' if config.auto_enabled else 'paused'}")
+    print(f"engine:     {config.engine}")
+    print(f"threshold:  {config.vram_threshold_gb:g} GB")
+    live = live_status(paths)
+    if live is None:
+        print("worker:     not running")
+        return EXIT_OK
+    print(f"worker:     running (pid {live['pid']}) — {live['label']}")
+    print(f"vram:       {float(live['vram_total_gb']):g} GB detected")
+    hb = live.get("last_heartbeat")
+    if hb:
+        when = _ago(time.time() - float(hb["at"]))
+        print(f"heartbeat:  {'ok' if hb['ok'] else 'failed: ' + str(hb.get('error'))} ({when})")
+    job = live.get("current_job")
+    if job:
+        progress = f" {job['progress'] * 100:.0f}%" if job.get("progress") is not None else ""
+        print(f"job:        {job['job_id']} {job['kind']} · {job['model']}{progress} — "
+              f"{job['prompt_preview']}")
+    print(f"jobs:       {live['jobs_completed']} completed, {live['jobs_failed']} failed")
+    if live.get("last_error"):
+        print(f"problem:    {live['last_error']}")
+    return EXIT_OK
+
+
+def cmd_update(paths: Paths, changes: dict[str, Any], message: str) -> int:
+    store = ConfigStore(paths.config_file)
+    if not store.exists():
+        store.load_or_create()
+    store.update(changes)
+    print(message)
+    return EXIT_OK
+
+
+def cmd_config(paths: Paths, show_secrets: bool) -> int:
+    config = _load(paths)
+    print(paths.config_file)
+    for info in field_infos():
+        value = getattr(config, info.name)
+        if info.secret and not show_secrets:
+            shown = mask_secret(value)
+        else:
+            shown = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+        print(f"{info.name} = {shown}")
+    return EXIT_OK
+
+
+def cmd_check_update(paths: Paths) -> int:
+    import aiohttp
+
+    from workerlib.update import check_for_update
+
+    config = _load(paths)
+
+    async def go() -> int:
+        async with aiohttp.ClientSession() as session:
+            info = await check_for_update(session, config.auto_update_feed,
+                                          allow_prerelease=config.auto_update_prerelease)
+        if info.error:
+            _err(info.describe())
+            return EXIT_ERROR
+        print(info.describe())
+        return EXIT_OK
+
+    return asyncio.run(go())
+
+
+def cmd_dev_studio(host: str, port: int, token: str) -> int:
+    from workerlib.devstudio import run_dev_studio
+
+    async def go() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel() -> None:
+            task.cancel()
+
+        install_signal_handlers(cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_dev_studio(host, port, token)
+
+    asyncio.run(go())
+    return EXIT_OK
+
+
+def cmd_ui(paths: Paths, args: argparse.Namespace) -> int:
+    try:
+        from app.main import run_app  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        _err("the desktop app is not installed here (install the 'ui' extra: "
+             "pip install 'studio-worker[ui]'); run the worker without a window with "
+             "`studio-worker run` (or `studio-worker --headless`)")
+        return EXIT_USAGE
+    return int(run_app(paths, start_minimised=getattr(args, "minimised", False)))
+
+
+# -- argument parsing ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="studio-worker",
+        description="Lend your GPU to the minis.gg studio. With no command, opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"studio-worker {__version__}")
+    parser.add_argument("--config", metavar="PATH",
+                        help="config file to use (default: the platform config dir; "
+                             "env STUDIO_WORKER_CONFIG)")
+    parser.add_argument("--headless", action="store_true",
+                        help="run the worker without a window (same as `run`)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the worker without a window (for services)")
+    run.add_argument("--drain-secs", type=float, default=DEFAULT_DRAIN_SECS,
+                     help="on stop, how long to let a running job finish (default 5)")
+    ui = sub.add_parser("ui", help="open the desktop window (the default)")
+    ui.add_argument("--minimised", action="store_true", help="start hidden in the tray")
+    reg = sub.add_parser("register", help="register this worker with the studio")
+    reg.add_argument("--bootstrap-token", metavar="T", help="one-time token from the studio")
+    reg.add_argument("--api-base-url", metavar="U", help="the studio's address")
+    sub.add_parser("status", help="show the settings and, when running, the live state")
+    sub.add_parser("enable", help="resume claiming jobs (a running worker picks it up)")
+    sub.add_parser("disable", help="pause claiming jobs (heartbeats go on)")
+    thr = sub.add_parser("set-threshold", help="largest job to accept, in GB of VRAM")
+    thr.add_argument("gb", type=float, metavar="GB")
+    cfg = sub.add_parser("config", help="print the config file's path and settings")
+    cfg.add_argument("--show-secrets", action="store_true", help="print tokens unmasked")
+    sub.add_parser("check-update", help="check the release feed for a newer version")
+    demo = sub.add_parser("demo", help="run jobs against a built-in local studio")
+    demo.add_argument("--headless", action="store_true", help="no window even with a display")
+    demo.add_argument("--jobs", type=int, default=10, metavar="N", help="jobs to run (default 10)")
+    dev = sub.add_parser("dev-studio", help="run the local studio server for development")
+    dev.add_argument("--port", type=int, default=9790)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--bootstrap-token", default="dev-bootstrap-token")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or ("run" if args.headless else "ui")
+    if args.headless and command not in ("run", "demo"):
+        parser.error("--headless goes with no command, `run` or `demo`")
+    paths = resolve_paths(args.config)
+    try:
+        if command == "run":
+            drain = getattr(args, "drain_secs", DEFAULT_DRAIN_SECS)
+            return asyncio.run(run_headless(paths, drain_secs=drain))
+        if command == "ui":
+            return cmd_ui(paths, args)
+        if command == "register":
+            return cmd_register(paths, args.bootstrap_token, args.api_base_url)
+        if command == "status":
+            return cmd_status(paths)
+        if command == "enable":
+            return cmd_update(paths, {"auto_enabled": True}, "claiming enabled")
+        if command == "disable":
+            return cmd_update(paths, {"auto_enabled": False},
+                              "claiming paused (heartbeats go on)")
+        if command == "set-threshold":
+            return cmd_update(paths, {"vram_threshold_gb": args.gb},
+                              f"VRAM threshold set to {args.gb:g} GB")
+        if command == "config":
+            return cmd_config(paths, args.show_secrets)
+        if command == "check-update":
+            return cmd_check_update(paths)
+        if command == "demo":
+            from workerlib.demo import run_demo_command
+
+            return run_demo_command(jobs=args.jobs, headless=args.headless)
+        if command == "dev-studio":
+            return cmd_dev_studio(args.host, args.port, args.bootstrap_token)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+    parser.error(f"unknown command {command}")
+    return EXIT_USAGE  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,368 @@
+"""``config.toml``: a pydantic schema plus a tomlkit store.
+
+The store edits the document it loaded, so the user's comments, ordering and
+unknown keys survive a save. Writes are atomic (temp file, fsync, rename),
+owner-only on POSIX, and serialised by a lock file so that a CLI edit and a
+running worker never tear the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+import tomlkit.exceptions
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workerlib.errors import ConfigError
+
+SECRET_KEYS: frozenset[str] = frozenset({"auth_token", "bootstrap_token"})
+GROUPS: tuple[str, ...] = (
+    "Connection",
+    "Worker",
+    "Engine",
+    "Auto-update",
+    "Models",
+    "Notifications",
+    "Background mode",
+)
+DEFAULT_FEED = "https://api.github.com/repos/minis-gg/studio-worker/releases"
+
+
+def _field(default: Any, description: str, group: str, **kwargs: Any) -> Any:
+    extra: dict[str, Any] = {"group": group}
+    if kwargs.pop("secret", False):
+        extra["secret"] = True
+    return Field(default, description=description, json_schema_extra=extra, **kwargs)
+
+
+class Config(BaseModel):
+    """Every setting of the worker; the descriptions are the Config tab's help text."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True, frozen=False)
+
+    api_base_url: str = _field(
+        "https://studio.minis.gg", "Address of the studio this worker serves.", "Connection"
+    )
+    bootstrap_token: str = _field(
+        "", "One-time token from the studio used to register this worker.", "Connection",
+        secret=True,
+    )
+    worker_id: str = _field(
+        "", "This worker's id, given by the studio at registration.", "Connection"
+    )
+    auth_token: str = _field(
+        "", "This worker's secret token, given by the studio at registration.", "Connection",
+        secret=True,
+    )
+    vram_threshold_gb: float = _field(
+        12.0, "Largest job (GB of VRAM) this worker accepts.", "Worker", ge=0, le=4096
+    )
+    auto_start: bool = _field(
+        True, "Start the worker loops as soon as the program starts.", "Worker"
+    )
+    auto_enabled: bool = _field(
+        True, "Claim new jobs; turn off to pause claiming (heartbeats go on).", "Worker"
+    )
+    heartbeat_interval_secs: float = _field(
+        5.0, "Seconds between heartbeats to the studio.", "Worker", ge=0.05, le=300
+    )
+    claim_interval_secs: float = _field(
+        5.0, "Seconds to wait before asking again after the studio had no job.", "Worker",
+        ge=0.05, le=3600,
+    )
+    engine: str = _field(
+        "synthetic", "Engine that runs jobs: synthetic, or multi to combine several.", "Engine"
+    )
+    engines: list[str] = _field(
+        [], "Engines combined by the multi engine, in routing order.", "Engine"
+    )
+    gradio_endpoint_url: str = _field(
+        "http://127.0.0.1:7860", "Address of the local Gradio app (gradio engine).", "Engine"
+    )
+    auto_update_enabled: bool = _field(
+        True, "Check for new versions of the worker in the background.", "Auto-update"
+    )
+    auto_update_interval_secs: int = _field(
+        1800, "Seconds between update checks (at least 60).", "Auto-update", ge=60
+    )
+    auto_update_feed: str = _field(
+        DEFAULT_FEED, "Releases feed (GitHub Releases JSON) to check for updates.", "Auto-update"
+    )
+    auto_update_prerelease: bool = _field(
+        False, "Also offer pre-release versions.", "Auto-update"
+    )
+    supported_models_override: list[str] = _field(
+        [], "If not empty, advertise exactly these model ids instead of the engine's.", "Models"
+    )
+    models_root: str = _field(
+        "", "Folder holding local model files (engines that load models).", "Models"
+    )
+    notify_on_completion: bool = _field(
+        False, "Show a desktop notification when a job completes.", "Notifications"
+    )
+    notify_on_failure: bool = _field(
+        False, "Show a desktop notification when a job fails.", "Notifications"
+    )
+    autostart_on_login: bool = _field(
+        False, "Start the worker when you log in to your computer.", "Background mode"
+    )
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must start with http:// or https:// followed by a host")
+        return value
+
+    @field_validator("vram_threshold_gb", "heartbeat_interval_secs", "claim_interval_secs")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("engines", "supported_models_override")
+    @classmethod
+    def _no_blank(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("entries must not be empty")
+        return value
+
+    def is_registered(self) -> bool:
+        return bool(self.worker_id and self.auth_token)
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    name: str
+    description: str
+    group: str
+    secret: bool
+    default: Any
+    type_name: str
+
+
+def field_infos() -> list[FieldInfo]:
+    """The schema as plain data, for the Config tab, the README and ``config``."""
+    infos: list[FieldInfo] = []
+    for name, field in Config.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        annotation = field.annotation
+        type_name = getattr(annotation, "__name__", str(annotation))
+        if str(annotation).startswith("list"):
+            type_name = "list of strings"
+        infos.append(
+            FieldInfo(
+                name=name,
+                description=field.description or "",
+                group=str(extra.get("group", "Worker")),
+                secret=bool(extra.get("secret", False)),
+                default=field.default,
+                type_name={"str": "string", "float": "number", "int": "integer",
+                           "bool": "true/false"}.get(type_name, type_name),
+            )
+        )
+    return infos
+
+
+def mask_secret(value: str) -> str:
+    if not value:
+        return "(not set)"
+    return "•" * 8
+
+
+def _key_line(text: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", re.MULTILINE)
+    match = pattern.search(text)
+    if match is None:
+        return None
+    return text.count("\n", 0, match.start()) + 1
+
+
+def _plain(value: Any) -> Any:
+    """tomlkit items → plain Python values."""
+    if hasattr(value, "unwrap"):
+        return value.unwrap()
+    return value
+
+
+class ConfigStore:
+    """Loads, validates and saves one ``config.toml``."""
+
+    LOCK_TIMEOUT_SECS = 10.0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = FileLock(str(path) + ".lock", timeout=self.LOCK_TIMEOUT_SECS)
+        self._stamp: tuple[int, int] | None = None
+
+    # -- reading ---------------------------------------------------------------
+    def _read_text(self) -> str:
+        try:
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(self.path, f"cannot be read ({exc.strerror or exc})") from None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise ConfigError(self.path, "is not valid UTF-8 text", line=line) from None
+
+    def _parse(self, text: str) -> tomlkit.TOMLDocument:
+        try:
+            return tomlkit.parse(text)
+        except tomlkit.exceptions.ParseError as exc:
+            raise ConfigError(
+                self.path, f"is not valid TOML ({exc.args[0] if exc.args else exc})",
+                line=getattr(exc, "line", None),
+            ) from None
+        except Exception as exc:  # tomlkit raises assorted errors on odd input
+            raise ConfigError(self.path, f"is not valid TOML ({exc})") from None
+
+    def _validate(self, doc: tomlkit.TOMLDocument, text: str) -> Config:
+        data = {key: _plain(value) for key, value in doc.items()}
+        try:
+            return Config.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(part) for part in first["loc"]) if first["loc"] else None
+            top = str(first["loc"][0]) if first["loc"] else None
+            raise ConfigError(
+                self.path, first["msg"], key=key, line=_key_line(text, top) if top else None
+            ) from None
+
+    def _current_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> Config:
+        """Read and validate; raises ConfigError naming file, key and line."""
+        stamp = self._current_stamp()
+        text = self._read_text()
+        config = self._validate(self._parse(text), text)
+        self._stamp = stamp
+        return config
+
+    def load_or_create(self, *, detected_vram_gb: float = 0.0) -> tuple[Config, bool]:
+        """Load the file, creating it with defaults when missing. Returns (config, created)."""
+        with self._locked():
+            if self.path.exists():
+                return self.load(), False
+            config = Config()
+            if 0 < detected_vram_gb < config.vram_threshold_gb:
+                config.vram_threshold_gb = detected_vram_gb
+            self._write(self._new_document(config))
+            return self.load(), True
+
+    def changed_on_disk(self) -> bool:
+        return self._current_stamp() != self._stamp
+
+    # -- writing ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._lock:
+                yield
+        except Timeout:
+            raise ConfigError(self.path, "is locked by another process; try again") from None
+
+    def _new_document(self, config: Config) -> tomlkit.TOMLDocument:
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment("studio-worker configuration; every key is in the README."))
+        for info in field_infos():
+            doc.add(tomlkit.comment(info.description))
+            doc.add(info.name, getattr(config, info.name))
+        return doc
+
+    def update(self, changes: dict[str, Any]) -> Config:
+        """Apply ``changes`` to the file as it is on disk now, under the lock.
+
+        Re-reading under the lock means two writers never lose each other's keys.
+        Validation happens before anything is written; the file is left as it was
+        on any error.
+        """
+        return self.modify(lambda _config: changes)
+
+    def modify(self, compute: Callable[[Config], dict[str, Any]]) -> Config:
+        """Like ``update`` but the changes are computed from the current file."""
+        with self._locked():
+            if self.path.exists():
+                text = self._read_text()
+                doc = self._parse(text)
+                current = self._validate(doc, text)
+            else:
+                current = Config()
+                doc = self._new_document(current)
+            changes = compute(current)
+            merged = current.model_dump()
+            merged.update(changes)
+            try:
+                new = Config.model_validate(merged)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                key = str(first["loc"][0]) if first["loc"] else None
+                raise ConfigError(self.path, first["msg"], key=key) from None
+            for key in changes:
+                value = getattr(new, key)
+                if key not in doc or _plain(doc[key]) != value:
+                    doc[key] = value
+            self._write(doc)
+            self._stamp = self._current_stamp()
+            return new
+
+    def save(self, config: Config) -> Config:
+        """Write every field that differs from the file."""
+        return self.update(config.model_dump())
+
+    def _write(self, doc: tomlkit.TOMLDocument) -> None:
+        data = tomlkit.dumps(doc).encode("utf-8")
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        try:
+            if os.name == "posix":
+                os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        if os.name == "posix":
+            with contextlib.suppress(OSError):
+                dir_fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+
+    def ensure_private(self) -> bool:
+        """Make the file owner-only on POSIX. Returns True when it had to be fixed."""
+        if os.name != "posix" or not self.path.exists():
+            return False
+        mode = self.path.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(self.path, 0o600)
+            return True
+        return False

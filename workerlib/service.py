@@ -1,0 +1,490 @@
+"""The facade the GUI, tray and CLI talk to: commands, snapshots and events.
+
+Everything crossing this seam is plain data (frozen pydantic models and
+dataclasses), so a GUI could later attach to a worker in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from workerlib import __version__
+from workerlib.api import Registration, StudioClient
+from workerlib.config import SECRET_KEYS, Config, ConfigStore
+from workerlib.engines import create_engine
+from workerlib.engines.base import Engine
+from workerlib.errors import ConfigError, StudioError, StudioHTTPError
+from workerlib.logs import (
+    ROOT_LOGGER,
+    LogLine,
+    LogRing,
+    Redactor,
+    ShipQueue,
+    WorkerLogHandler,
+    get_logger,
+    make_file_handler,
+)
+from workerlib.paths import Paths
+from workerlib.runtime.journal import RESTARTED_REASON, Journal
+from workerlib.runtime.loops import REPORT_ATTEMPTS, WorkerLoops
+from workerlib.runtime.state import (
+    Event,
+    FinishedJob,
+    Listener,
+    StatusSnapshot,
+    UpdateInfo,
+    WorkerState,
+    state_label,
+)
+from workerlib.runtime.timing import Backoff
+from workerlib.update import check_for_update
+from workerlib.wire import Capabilities, build_capabilities
+
+log = get_logger("worker")
+log_config = get_logger("config")
+DEFAULT_DRAIN_SECS = 5.0
+EngineFactory = Callable[[Config], Engine]
+
+
+def _default_engine_factory(config: Config) -> Engine:
+    return create_engine(config.engine, members=config.engines)
+
+
+def machine_name() -> str:
+    try:
+        return socket.gethostname() or "unknown-host"
+    except OSError:
+        return "unknown-host"
+
+
+def user_name() -> str:
+    try:
+        return getpass.getuser() or "unknown-user"
+    except Exception:  # getpass raises assorted errors when no user can be found
+        return "unknown-user"
+
+
+class WorkerService:
+    """One worker: config, engine, studio client, loops and state."""
+
+    def __init__(
+        self,
+        paths: Paths,
+        *,
+        engine_factory: EngineFactory | None = None,
+        vram_probe: Callable[[], float] | None = None,
+        console: logging.Handler | None = None,
+        file_logging: bool = True,
+    ) -> None:
+        self.paths = paths
+        self.store = ConfigStore(paths.config_file)
+        self.journal = Journal(paths.journal_file)
+        self._engine_factory = engine_factory or _default_engine_factory
+        self._vram_probe = vram_probe
+        self.ring = LogRing()
+        self.ship_queue = ShipQueue()
+        self.redactor = Redactor()
+        self.state = WorkerState(self._emit)
+        self._listeners: list[Listener] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._client: StudioClient | None = None
+        self._engine: Engine | None = None
+        self.loops: WorkerLoops | None = None
+        self._config: Config | None = None
+        self.restart_pending = False
+        self._handlers: list[logging.Handler] = [
+            WorkerLogHandler(self.ring, self.ship_queue, self._on_log_line)
+        ]
+        if file_logging:
+            self._handlers.append(make_file_handler(paths.log_file))
+        if console is not None:
+            self._handlers.append(console)
+        self._opened = False
+        self._bad_config_stamp: str | None = None
+        self._in_listener_error = False
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            raise RuntimeError("the service is not open yet")
+        return self._config
+
+    @property
+    def client(self) -> StudioClient:
+        if self._client is None:
+            raise RuntimeError("the service is not open yet")
+        return self._client
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the service is not open yet")
+        return self._engine
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def _install_logging(self) -> None:
+        root = logging.getLogger(ROOT_LOGGER)
+        root.setLevel(logging.INFO)
+        for handler in self._handlers:
+            handler.addFilter(self.redactor)
+            root.addHandler(handler)
+
+    def _remove_logging(self) -> None:
+        root = logging.getLogger(ROOT_LOGGER)
+        for handler in self._handlers:
+            root.removeHandler(handler)
+            if not isinstance(handler, WorkerLogHandler):
+                with contextlib.suppress(Exception):
+                    handler.close()
+
+    async def open(self) -> None:
+        """Load the config (creating it), detect VRAM, build the engine. Raises ConfigError."""
+        if self._opened:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        vram = await asyncio.to_thread(self._detect_vram)
+        config, created = self.store.load_or_create(detected_vram_gb=vram)
+        self._set_config(config)
+        self.state.vram_total_gb = vram
+        self._install_logging()
+        self._opened = True
+        if created:
+            log_config.info("created %s with default settings", self.paths.config_file)
+        if self.store.ensure_private():
+            log_config.warning("%s was readable by other users; made it owner-only",
+                               self.paths.config_file)
+        self._session = aiohttp.ClientSession()
+        self._client = StudioClient(self._session, config.api_base_url)
+        self._engine = self._engine_factory(config)
+        await self._engine.start()
+        log.info("studio-worker %s (engine %s, %.1f GB VRAM detected) for %s", __version__,
+                 self._engine.name, vram, config.api_base_url)
+
+    def _detect_vram(self) -> float:
+        if self._vram_probe is not None:
+            return self._vram_probe()
+        from workerlib.vram import detect_vram_gb
+
+        return detect_vram_gb()
+
+    async def start(self, *, until_idle: bool = False) -> WorkerLoops:
+        await self.open()
+        if self.loops is None:
+            self.loops = WorkerLoops(self, until_idle=until_idle)
+            self.loops.start()
+        return self.loops
+
+    async def stop(self, drain_secs: float = DEFAULT_DRAIN_SECS) -> None:
+        loops, self.loops = self.loops, None
+        if loops is not None:
+            await loops.stop(drain_secs)
+        self.publish_status_file(running=False)
+
+    async def close(self, drain_secs: float = DEFAULT_DRAIN_SECS) -> None:
+        await self.stop(drain_secs)
+        if self._engine is not None:
+            with contextlib.suppress(Exception):
+                await self._engine.close()
+            self._engine = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._remove_logging()
+        self._opened = False
+
+    async def run_until_idle(self, timeout: float = 60.0) -> None:
+        """Run the real loops until the studio has no job for us, then stop (tests)."""
+        loops = await self.start(until_idle=True)
+        claim_task = next(t for t in loops._tasks if t.get_name() == "_claim_loop")
+        await asyncio.wait_for(asyncio.shield(claim_task), timeout)
+        await self.stop()
+
+    async def restart_loops(self) -> None:
+        """Finish the running job, rebuild the engine, start fresh loops."""
+        loops = self.loops
+        until_idle = loops.until_idle if loops else False
+        if loops is not None:
+            self.loops = None
+            await loops.stop(drain_secs=float("inf"))
+        await self.rebuild_engine()
+        self.loops = WorkerLoops(self, until_idle=until_idle)
+        self.loops.start()
+        log.info("worker loops restarted (engine %s)", self.engine.name)
+
+    async def rebuild_engine(self) -> None:
+        self.restart_pending = False
+        old = self._engine
+        new = self._engine_factory(self.config)
+        await new.start()
+        self._engine = new
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+        self._emit(Event("status"))
+
+    # -- config ------------------------------------------------------------------------
+    def _set_config(self, config: Config) -> None:
+        old = self._config
+        self._config = config
+        self.redactor.set_secrets(getattr(config, key) for key in SECRET_KEYS)
+        if old is None:
+            return
+        if self._client is not None and old.api_base_url != config.api_base_url:
+            assert self._session is not None
+            self._client = StudioClient(self._session, config.api_base_url)
+        if (old.engine, old.engines, old.gradio_endpoint_url, old.models_root) != (
+            config.engine, config.engines, config.gradio_endpoint_url, config.models_root
+        ):
+            self.restart_pending = True
+            log_config.info("engine settings changed: the engine restarts after the current job")
+        if self.loops is not None:
+            self.loops.config_changed()
+        self._emit(Event("config", config))
+        self._emit(Event("status"))
+
+    def reload_config_if_changed(self) -> bool:
+        if not self.store.changed_on_disk():
+            return False
+        try:
+            config = self.store.load()
+        except ConfigError as exc:
+            if self._bad_config_stamp != str(exc):
+                log_config.error("ignoring the edited config (keeping the last good one): %s", exc)
+                self._bad_config_stamp = str(exc)
+            return False
+        self._bad_config_stamp = None
+        if config != self._config:
+            log_config.info("config file changed on disk; applied")
+            self._set_config(config)
+        return True
+
+    def save_config(self, changes: dict[str, Any]) -> Config:
+        """Write ``changes`` through the store (validated, atomic) and apply them."""
+        config = self.store.update(changes)
+        self._set_config(config)
+        return config
+
+    def set_paused(self, paused: bool) -> None:
+        self.save_config({"auto_enabled": not paused})
+        log.info("claiming %s", "paused" if paused else "resumed")
+
+    # -- studio operations ---------------------------------------------------------------
+    def capabilities(self) -> Capabilities:
+        config = self.config
+        return build_capabilities(
+            machine_name=machine_name(),
+            username=user_name(),
+            agent_version=__version__,
+            engine=config.engine,
+            vram_total_gb=self.state.vram_total_gb,
+            vram_threshold_gb=config.vram_threshold_gb,
+            auto_enabled=config.auto_enabled,
+            auto_start=config.auto_start,
+            models_per_kind=self.engine.models_per_kind(),
+            override=config.supported_models_override,
+        )
+
+    async def register(
+        self, bootstrap_token: str | None = None, api_base_url: str | None = None
+    ) -> Registration:
+        """Register (or re-register) with the studio and save the credentials."""
+        changes: dict[str, Any] = {}
+        if bootstrap_token:
+            changes["bootstrap_token"] = bootstrap_token.strip()
+        if api_base_url:
+            changes["api_base_url"] = api_base_url.strip()
+        if changes:
+            # Validate (and keep) what the user typed before talking to the studio.
+            candidate = self.config.model_copy(update=changes)
+            Config.model_validate(candidate.model_dump())
+            known = [getattr(self.config, k) for k in SECRET_KEYS]
+            self.redactor.set_secrets([*known, changes.get("bootstrap_token", "")])
+        token = changes.get("bootstrap_token") or self.config.bootstrap_token
+        url = changes.get("api_base_url") or self.config.api_base_url
+        if not token:
+            raise ConfigError(self.paths.config_file, "no bootstrap token to register with",
+                              key="bootstrap_token")
+        assert self._session is not None
+        client = StudioClient(self._session, url)
+        registration = await client.register(
+            token, self.capabilities(), self.config.worker_id or None
+        )
+        changes.update(worker_id=registration.worker_id, auth_token=registration.auth_token)
+        self.save_config(changes)
+        self.state.set_unauthorised(False)
+        self.state.set_error(None)
+        get_logger("register").info("registered with %s as worker %s", url,
+                                    registration.worker_id)
+        return registration
+
+    async def report_fail(self, job_id: str, error: str, *, retryable: bool) -> None:
+        """Tell the studio a job failed; kept in the journal until the studio has it."""
+        self.journal.pending_fail(job_id, error, retryable)
+        backoff = Backoff(base=1.0, cap=4.0)
+        delivered = False
+        for attempt in range(1, REPORT_ATTEMPTS + 1):
+            config = self.config
+            try:
+                await self.client.fail(config.worker_id, config.auth_token, job_id, error,
+                                       retryable)
+            except StudioError as exc:
+                if isinstance(exc, StudioHTTPError) and 400 <= exc.status < 500 and \
+                        exc.status not in (408, 429):
+                    get_logger("fail").error("the studio refused the fail report of job %s: %s",
+                                             job_id, exc, extra={"job_id": job_id})
+                    delivered = True
+                    break
+                if attempt == REPORT_ATTEMPTS:
+                    get_logger("fail").warning(
+                        "could not report job %s as failed yet (%s); will retry", job_id, exc,
+                        extra={"job_id": job_id})
+                    break
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                delivered = True
+                get_logger("fail").info("job %s reported as failed (%s): %s", job_id,
+                                        "retryable" if retryable else "not retryable", error,
+                                        extra={"job_id": job_id})
+                break
+        if delivered:
+            self.journal.done(job_id)
+        self.state.job_finished(job_id, "failed", error, retryable)
+
+    async def report_journal(self) -> None:
+        """Report jobs left in the journal (a crash, or a fail not yet delivered)."""
+        current = self.state.current_job.job_id if self.state.current_job else None
+        config = self.config
+        if not config.is_registered():
+            return
+        for entry in self.journal.entries():
+            if entry.job_id == current:
+                continue
+            error = entry.error or RESTARTED_REASON
+            try:
+                await self.client.fail(config.worker_id, config.auth_token, entry.job_id, error,
+                                       entry.retryable)
+            except StudioError as exc:
+                if isinstance(exc, StudioHTTPError) and 400 <= exc.status < 500 and \
+                        exc.status not in (408, 429):
+                    get_logger("fail").warning("dropping journaled job %s: %s", entry.job_id, exc)
+                    self.journal.done(entry.job_id)
+                continue
+            get_logger("fail").info("reported job %s as failed: %s", entry.job_id, error,
+                                    extra={"job_id": entry.job_id})
+            self.journal.done(entry.job_id)
+
+    async def check_update(self) -> UpdateInfo:
+        assert self._session is not None
+        config = self.config
+        info = await check_for_update(self._session, config.auto_update_feed,
+                                      allow_prerelease=config.auto_update_prerelease)
+        self.state.set_update(info)
+        return info
+
+    # -- snapshots ------------------------------------------------------------------------
+    def status(self) -> StatusSnapshot:
+        config = self.config
+        state = self.state
+        connection = state.connection(registered=config.is_registered(),
+                                      heartbeat_interval=config.heartbeat_interval_secs)
+        busy = state.current_job is not None
+        paused = not config.auto_enabled
+        return StatusSnapshot(
+            version=__version__,
+            worker_id=config.worker_id,
+            api_base_url=config.api_base_url,
+            registered=config.is_registered(),
+            connection=connection,
+            label=state_label(connection, paused=paused, busy=busy),
+            paused=paused,
+            busy=busy,
+            current_job=state.current_job,
+            last_heartbeat=state.last_heartbeat,
+            last_ok_heartbeat_at=state.last_ok_heartbeat_at,
+            vram_total_gb=state.vram_total_gb,
+            vram_threshold_gb=config.vram_threshold_gb,
+            engine=self._engine.name if self._engine else config.engine,
+            last_error=state.last_error,
+            last_update=state.last_update,
+            started_at=state.started_at,
+            jobs_completed=state.jobs_completed,
+            jobs_failed=state.jobs_failed,
+            heartbeat_interval_secs=config.heartbeat_interval_secs,
+            pid=os.getpid(),
+            config_path=str(self.paths.config_file),
+            log_file=str(self.paths.log_file),
+        )
+
+    def recent_jobs(self) -> list[FinishedJob]:
+        return self.state.recent_jobs()
+
+    def log_lines(self) -> list[LogLine]:
+        return self.ring.lines()
+
+    def publish_status_file(self, *, running: bool = True) -> None:
+        """Write the live state for ``studio-worker status`` (no secrets in it)."""
+        if self._config is None:
+            return
+        data = self.status().model_dump(mode="json")
+        data["running"] = running
+        data["updated_at"] = time.time()
+        path = self.paths.status_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".status.", dir=path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("could not write %s: %s", path, exc)
+
+    # -- events -----------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` (on the event loop) for every change; returns unsubscribe."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _emit(self, event: Event) -> None:
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread:
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(self._dispatch, event)
+            return
+        self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not stop the worker
+                if not self._in_listener_error:
+                    self._in_listener_error = True
+                    try:
+                        log.exception("an event listener failed on a %s event", event.kind)
+                    finally:
+                        self._in_listener_error = False
+
+    def _on_log_line(self, line: LogLine) -> None:
+        self._emit(Event("log", line))
