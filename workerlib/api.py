@@ -51,6 +51,7 @@ def _upload_timeout(size: int) -> float:
     return max(REQUEST_TIMEOUT_SECS, size / 1_000_000)
 
 
+
 class StudioClient:
     """Stateless apart from the session; credentials are passed per call."""
 
@@ -67,9 +68,11 @@ class StudioClient:
         *,
         json_body: Any = None,
         data: aiohttp.FormData | None = None,
-        timeout: float = REQUEST_TIMEOUT_SECS,
+        timeout: float | None = None,
         read_limit: int | None = None,
     ) -> tuple[int, bytes]:
+        if timeout is None:
+            timeout = REQUEST_TIMEOUT_SECS
         headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
         url = self.root + path
         body_kwargs: dict[str, Any] = {}

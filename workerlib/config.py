@@ -366,3 +366,32 @@ class ConfigStore:
             os.chmod(self.path, 0o600)
             return True
         return False
+
+
+def reference_markdown() -> str:
+    """The README's config reference, generated from the schema."""
+    infos = field_infos()
+    lines: list[str] = []
+    for group in GROUPS:
+        members = [i for i in infos if i.group == group]
+        if not members:
+            continue
+        lines += [f"**{group}**", "", "| key | type | default | what it does |",
+                  "|---|---|---|---|"]
+        for info in members:
+            default = info.default
+            if isinstance(default, bool):
+                shown = str(default).lower()
+            elif isinstance(default, str):
+                shown = f'`"{default}"`' if default else '`""`'
+            elif isinstance(default, list):
+                shown = "`[]`"
+            else:
+                shown = f"`{default}`"
+            if shown in ("true", "false"):
+                shown = f"`{shown}`"
+            secret = " Secret: masked in output." if info.secret else ""
+            lines.append(f"| `{info.name}` | {info.type_name} | {shown} | "
+                         f"{info.description}{secret} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -39,6 +39,7 @@ from workerlib.logs import (
 )
 from workerlib.paths import Paths
 from workerlib.runtime.journal import RESTARTED_REASON, Journal
+from workerlib.runtime import loops as loops_mod
 from workerlib.runtime.loops import REPORT_ATTEMPTS, WorkerLoops
 from workerlib.runtime.state import (
     Event,
@@ -337,7 +338,7 @@ class WorkerService:
     async def report_fail(self, job_id: str, error: str, *, retryable: bool) -> None:
         """Tell the studio a job failed; kept in the journal until the studio has it."""
         self.journal.pending_fail(job_id, error, retryable)
-        backoff = Backoff(base=1.0, cap=4.0)
+        backoff = Backoff(base=loops_mod.RETRY_BASE_SECS, cap=4 * loops_mod.RETRY_BASE_SECS)
         delivered = False
         for attempt in range(1, REPORT_ATTEMPTS + 1):
             config = self.config

@@ -35,6 +35,8 @@ CONFIG_WATCH_SECS = 1.0
 UPDATE_TICK_SECS = 60.0
 UPLOAD_ATTEMPTS = 4
 REPORT_ATTEMPTS = 3
+RETRY_BASE_SECS = 1.0
+"""First delay between upload / fail-report attempts; doubles each time."""
 SHUTDOWN_REASON = "worker shutting down"
 
 
@@ -253,7 +255,7 @@ class WorkerLoops:
         svc = self.svc
         job_id = claim.job_id
         extra = {"job_id": job_id}
-        backoff = Backoff(base=1.0, cap=8.0)
+        backoff = Backoff(base=RETRY_BASE_SECS, cap=8 * RETRY_BASE_SECS)
         last: StudioError | None = None
         for attempt in range(1, UPLOAD_ATTEMPTS + 1):
             config = svc.config

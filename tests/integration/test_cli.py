@@ -1,0 +1,227 @@
+"""The command line, as a user runs it: real subprocesses against the local studio."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BOOTSTRAP
+from workerlib import __version__
+from workerlib.cli import main
+from workerlib.config import ConfigStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workerlib", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"studio-worker {__version__}"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("run", "ui", "register", "status", "enable", "disable", "set-threshold",
+                    "config", "check-update", "demo", "dev-studio"):
+        assert command in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
+
+
+def test_config_prints_path_and_masks_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    ConfigStore(path).update({"auth_token": "tok-VERY-SECRET-1", "bootstrap_token": BOOTSTRAP})
+    assert main(["--config", str(path), "config"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == str(path)
+    assert "tok-VERY-SECRET-1" not in out and BOOTSTRAP not in out
+    assert "auth_token = ••••••••" in out
+    assert 'engine = "synthetic"' in out
+    assert main(["--config", str(path), "config", "--show-secrets"]) == 0
+    assert "tok-VERY-SECRET-1" in capsys.readouterr().out
+
+
+def test_enable_disable_set_threshold_edit_the_file_keeping_comments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("# mine\nauto_enabled = true\n")
+    assert main(["--config", str(path), "disable"]) == 0
+    assert ConfigStore(path).load().auto_enabled is False
+    assert main(["--config", str(path), "enable"]) == 0
+    assert ConfigStore(path).load().auto_enabled is True
+    assert main(["--config", str(path), "set-threshold", "7.5"]) == 0
+    assert ConfigStore(path).load().vram_threshold_gb == 7.5
+    assert path.read_text().startswith("# mine\n")
+    assert main(["--config", str(path), "set-threshold", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert "vram_threshold_gb" in err and str(path) in err
+
+
+def test_env_var_selects_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "from-env.toml"
+    monkeypatch.setenv("STUDIO_WORKER_CONFIG", str(path))
+    assert main(["disable"]) == 0
+    assert ConfigStore(path).load().auto_enabled is False
+
+
+def test_malformed_config_exits_1_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("engine = \n")
+    for command in (["status"], ["config"], ["disable"], ["run"]):
+        assert main(["--config", str(path), *command]) == 1
+        err = capsys.readouterr().err
+        assert str(path) in err and "line 1" in err
+    assert path.read_text() == "engine = \n"
+
+
+def test_run_without_registration_or_token_explains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    ConfigStore(path).update({"api_base_url": "http://127.0.0.1:9", "auto_update_enabled": False})
+    assert main(["--config", str(path), "run"]) == 1
+    assert "bootstrap_token" in capsys.readouterr().err
+
+
+@pytest.fixture
+def studio_process(tmp_path: Path) -> Iterator[str]:
+    """`studio-worker dev-studio` as its own process, as a developer would run it."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workerlib", "dev-studio", "--port", str(port),
+         "--bootstrap-token", BOOTSTRAP],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    import urllib.request
+
+    while True:
+        try:
+            urllib.request.urlopen(url + "/admin/stats", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"dev-studio did not start: {proc.communicate()[0]}") from None
+            time.sleep(0.1)
+    yield url
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _admin(url: str, method: str, path: str, body: Any = None) -> Any:
+    import json
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def _wait(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_register_run_status_disable_and_signal_exit(
+    tmp_path: Path, studio_process: str, sig: signal.Signals
+) -> None:
+    url = studio_process
+    config = tmp_path / "c.toml"
+    ConfigStore(config).update({"heartbeat_interval_secs": 0.3, "claim_interval_secs": 0.3,
+                                "auto_update_enabled": False})
+    reg = run_cli("--config", str(config), "register", "--bootstrap-token", BOOTSTRAP,
+                  "--api-base-url", url)
+    assert reg.returncode == 0, reg.stderr
+    assert "registered as worker" in reg.stdout
+    assert BOOTSTRAP not in reg.stdout + reg.stderr
+    job_ids = _admin(url, "POST", "/admin/jobs", {"model": "synthetic", "count": 3,
+                     "task": {"kind": "image", "prompt": "cli"}})["jobIds"]
+
+    log_path = tmp_path / "run.log"
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "workerlib", "--config", str(config),
+                                   "--headless"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
+    try:
+        _wait(lambda: all(_admin(url, "GET", f"/admin/jobs/{j}")["status"] == "completed"
+                          for j in job_ids), 20)
+        status = run_cli("--config", str(config), "status")
+        assert status.returncode == 0
+        assert f"running (pid {worker.pid})" in status.stdout
+        assert "3 completed" in status.stdout
+
+        assert run_cli("--config", str(config), "disable").returncode == 0
+        time.sleep(1.5)  # config watch tick + one claim interval
+        late = _admin(url, "POST", "/admin/jobs", {"model": "synthetic",
+                      "task": {"kind": "image", "prompt": "paused"}})["jobIds"][0]
+        time.sleep(1.0)
+        assert _admin(url, "GET", f"/admin/jobs/{late}")["status"] == "queued"
+        assert "Paused" in run_cli("--config", str(config), "status").stdout
+
+        t0 = time.monotonic()
+        worker.send_signal(sig)
+        assert worker.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    output = log_path.read_text()
+    token = ConfigStore(config).load().auth_token
+    assert token not in output and BOOTSTRAP not in output
+    assert "not running" in run_cli("--config", str(config), "status").stdout
+
+
+def test_demo_completes_jobs_of_every_kind() -> None:
+    result = run_cli("demo", "--headless", "--jobs", "6", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("ok ")]
+    assert len(lines) == 6
+    for kind in ("image", "llm", "audio_stt", "audio_tts", "video"):
+        assert any(f" {kind} " in line for line in lines), kind
+    assert "6/6 jobs completed" in result.stdout
+
+
+def test_ui_without_gui_packages_points_to_headless(tmp_path: Path) -> None:
+    # A stub package that fails to import stands in for a missing 'ui' extra.
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("raise ImportError('no ui extra')\n")
+    result = run_cli("--config", str(tmp_path / "c.toml"), "ui", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "studio-worker run" in result.stderr
