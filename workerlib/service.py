@@ -38,8 +38,8 @@ from workerlib.logs import (
     make_file_handler,
 )
 from workerlib.paths import Paths
-from workerlib.runtime.journal import RESTARTED_REASON, Journal
 from workerlib.runtime import loops as loops_mod
+from workerlib.runtime.journal import RESTARTED_REASON, Journal
 from workerlib.runtime.loops import REPORT_ATTEMPTS, WorkerLoops
 from workerlib.runtime.state import (
     Event,
@@ -213,8 +213,7 @@ class WorkerService:
     async def run_until_idle(self, timeout: float = 60.0) -> None:
         """Run the real loops until the studio has no job for us, then stop (tests)."""
         loops = await self.start(until_idle=True)
-        claim_task = next(t for t in loops._tasks if t.get_name() == "_claim_loop")
-        await asyncio.wait_for(asyncio.shield(claim_task), timeout)
+        await asyncio.wait_for(asyncio.shield(loops.claim_task()), timeout)
         await self.stop()
 
     async def restart_loops(self) -> None:

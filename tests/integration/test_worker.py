@@ -399,7 +399,8 @@ async def test_journaled_job_is_reported_after_a_restart(
     assert studio.jobs[job].fail_history[0]["error"] == "worker restarted"
     assert studio.jobs[job].fail_history[0]["retryable"] is True
     await studio.wait_for(lambda: studio.jobs[job].status == "completed", timeout=10)
-    assert service.journal.entries() == []
+    # Cleared once the studio acknowledged the result.
+    await studio.wait_for(lambda: service.journal.entries() == [], timeout=5)
 
 
 async def test_logs_are_shipped_with_categories_and_job_ids_and_no_secrets(

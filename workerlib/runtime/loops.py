@@ -76,14 +76,19 @@ class WorkerLoops:
         """Stop claiming, let a running job finish within ``drain_secs``, then stop."""
         self.stop_claiming.set()
         self.wake.set()
-        job = self.job_task
-        if job is not None and not job.done():
-            log_claim.info("waiting up to %.0f s for the running job to finish", drain_secs)
-            done, _ = await asyncio.wait({job}, timeout=drain_secs)
+        claim_loop = self.claim_task()
+        if not claim_loop.done():
+            if self.job_task is not None and not self.job_task.done():
+                log_claim.info("waiting up to %g s for the running job to finish", drain_secs)
+            # The claim loop ends by itself once the job it may be running is done.
+            done, _ = await asyncio.wait({claim_loop}, timeout=drain_secs)
             if not done:
-                job.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await job
+                job = self.job_task
+                if job is not None and not job.done():
+                    job.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await job
+                claim_loop.cancel()
         self.stop_event.set()
         for task in self._tasks:
             if task.get_name() != "_ship_loop":
@@ -91,8 +96,8 @@ class WorkerLoops:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.flush_logs()
 
-    async def wait(self) -> None:
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def claim_task(self) -> asyncio.Task[None]:
+        return next(t for t in self._tasks if t.get_name() == "_claim_loop")
 
     # -- heartbeat ------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
@@ -140,12 +145,11 @@ class WorkerLoops:
                 if not self._register_refused else self.svc.state.last_error
             )
             return
-        if self._register_backoff.failing and self._register_backoff.failures > 0:
-            pass
         try:
             await self.svc.register()
         except StudioAuthError as exc:
             self._register_refused = True
+            self.svc.state.set_error(str(exc))
             log_register.error("%s", exc)
         except StudioError as exc:
             if not self._register_backoff.failing:
@@ -203,6 +207,7 @@ class WorkerLoops:
             # own after the drain budget without cancelling this loop first.
             await asyncio.wait({self.job_task})
             self.job_task = None
+            self.svc.publish_status_file()
 
     async def _bad_claim(self, exc: BadClaim) -> None:
         if exc.job_id is None:
@@ -220,6 +225,7 @@ class WorkerLoops:
         extra = {"job_id": job_id}
         svc.journal.begin(job_id)
         svc.state.job_started(job_id, task.kind, claim.model, prompt)
+        svc.publish_status_file()
         log_claim.info("claimed job %s (%s · %s, %.1f GB)", job_id, task.kind, claim.model,
                        claim.vram_gb_estimate, extra=extra)
         loop = asyncio.get_running_loop()
@@ -336,8 +342,7 @@ class WorkerLoops:
                 self._last_update_check = time.time()
                 info = await self.svc.check_update()
                 level = logging.WARNING if info.error else logging.INFO
-                log_update.log(level, "%s", info.describe(), extra={"local_only": info.error is None
-                                                                      and not info.available})
+                log_update.log(level, "%s", info.describe())
             await wait_event(self.stop_event, UPDATE_TICK_SECS)
 
 
