@@ -68,6 +68,8 @@ async def make_service(
             "auto_update_enabled": False,
         }
         settings.update(config)
+        if isinstance(engine, str):  # a config engine name rather than an instance
+            settings["engine"], engine = engine, None
         ConfigStore(paths.config_file).update(settings)
         service = WorkerService(
             paths,

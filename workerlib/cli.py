@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from workerlib import __version__
-from workerlib.config import Config, ConfigStore, field_infos, mask_secret
+from workerlib.config import Config, ConfigStore, field_infos, get_value, mask_secret
 from workerlib.errors import ConfigError, StudioAuthError, StudioError, WorkerError
 from workerlib.paths import Paths, resolve_paths
 from workerlib.service import DEFAULT_DRAIN_SECS, WorkerService
@@ -180,7 +180,7 @@ def cmd_config(paths: Paths, show_secrets: bool) -> int:
     config = _load(paths)
     print(paths.config_file)
     for info in field_infos():
-        value = getattr(config, info.name)
+        value = get_value(config, info.name)
         if info.secret and not show_secrets:
             shown = mask_secret(value)
         else:

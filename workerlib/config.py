@@ -23,6 +23,12 @@ import tomlkit.exceptions
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from workerlib.engines.settings import (
+    A1111Settings,
+    ComfyUISettings,
+    DiffusersSettings,
+    GradioSettings,
+)
 from workerlib.errors import ConfigError
 
 SECRET_KEYS: frozenset[str] = frozenset({"auth_token", "bootstrap_token"})
@@ -80,6 +86,10 @@ class Config(BaseModel):
         5.0, "Seconds to wait before asking again after the studio had no job.", "Worker",
         ge=0.05, le=3600,
     )
+    failure_cooldown_secs: float = _field(
+        180.0, "After 3 failed jobs in a row, stop claiming for this many seconds.", "Worker",
+        ge=0, le=86400,
+    )
     engine: str = _field(
         "synthetic", "Engine that runs jobs: synthetic, or multi to combine several.", "Engine"
     )
@@ -88,6 +98,22 @@ class Config(BaseModel):
     )
     gradio_endpoint_url: str = _field(
         "http://127.0.0.1:7860", "Address of the local Gradio app (gradio engine).", "Engine"
+    )
+    job_timeout_secs: float = _field(
+        600.0, "A job running longer than this is stopped and handed back to the studio.",
+        "Engine", ge=1, le=86400,
+    )
+    gradio: GradioSettings = _field(
+        GradioSettings(), "Settings of the gradio engine.", "Engine"
+    )
+    a1111: A1111Settings = _field(
+        A1111Settings(), "Settings of the a1111 engine (AUTOMATIC1111 / Forge).", "Engine"
+    )
+    comfyui: ComfyUISettings = _field(
+        ComfyUISettings(), "Settings of the comfyui engine.", "Engine"
+    )
+    diffusers: DiffusersSettings = _field(
+        DiffusersSettings(), "Settings of the diffusers engine.", "Engine"
     )
     auto_update_enabled: bool = _field(
         True, "Check for new versions of the worker in the background.", "Auto-update"
@@ -106,6 +132,10 @@ class Config(BaseModel):
     )
     models_root: str = _field(
         "", "Folder holding local model files (engines that load models).", "Models"
+    )
+    model_map: dict[str, str] = _field(
+        {}, "Studio model id → local model name (checkpoint file, folder or backend name).",
+        "Models",
     )
     notify_on_completion: bool = _field(
         False, "Show a desktop notification when a job completes.", "Notifications"
@@ -153,27 +183,63 @@ class FieldInfo:
     type_name: str
 
 
+def _type_name(annotation: Any) -> str:
+    text = str(annotation)
+    if text.startswith("list"):
+        return "list of strings"
+    if text.startswith("dict"):
+        return "table of strings"
+    name = getattr(annotation, "__name__", text)
+    return {"str": "string", "float": "number", "int": "integer", "bool": "true/false"}.get(
+        name, name)
+
+
+def table_fields() -> dict[str, type[BaseModel]]:
+    """Fields that are TOML tables of settings (``[a1111]``...), by name."""
+    return {
+        name: field.annotation
+        for name, field in Config.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+
+
 def field_infos() -> list[FieldInfo]:
-    """The schema as plain data, for the Config tab, the README and ``config``."""
+    """The schema as plain data, for the Config tab, the README and ``config``.
+
+    Settings tables are flattened to dotted names (``a1111.url``).
+    """
     infos: list[FieldInfo] = []
+    tables = table_fields()
     for name, field in Config.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        annotation = field.annotation
-        type_name = getattr(annotation, "__name__", str(annotation))
-        if str(annotation).startswith("list"):
-            type_name = "list of strings"
+        group = str(extra.get("group", "Worker"))
+        if name in tables:
+            for sub_name, sub_field in tables[name].model_fields.items():
+                infos.append(FieldInfo(
+                    name=f"{name}.{sub_name}", description=sub_field.description or "",
+                    group=group, secret=False, default=sub_field.default,
+                    type_name=_type_name(sub_field.annotation),
+                ))
+            continue
         infos.append(
             FieldInfo(
                 name=name,
                 description=field.description or "",
-                group=str(extra.get("group", "Worker")),
+                group=group,
                 secret=bool(extra.get("secret", False)),
                 default=field.default,
-                type_name={"str": "string", "float": "number", "int": "integer",
-                           "bool": "true/false"}.get(type_name, type_name),
+                type_name=_type_name(field.annotation),
             )
         )
     return infos
+
+
+def get_value(config: Config, dotted: str) -> Any:
+    """``get_value(config, "a1111.url")``."""
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def mask_secret(value: str) -> str:
@@ -183,8 +249,15 @@ def mask_secret(value: str) -> str:
 
 
 def _key_line(text: str, key: str) -> int | None:
+    start = 0
+    if "." in key:
+        table, key = key.split(".", 1)
+        header = re.search(rf"^\s*\[\s*{re.escape(table)}\s*\]", text, re.MULTILINE)
+        if header is None:
+            return None
+        start = header.end()
     pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", re.MULTILINE)
-    match = pattern.search(text)
+    match = pattern.search(text, start)
     if match is None:
         return None
     return text.count("\n", 0, match.start()) + 1
@@ -195,6 +268,52 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "unwrap"):
         return value.unwrap()
     return value
+
+
+def _expand_dotted(changes: dict[str, Any]) -> dict[str, Any]:
+    """``{"a1111.url": u}`` → ``{"a1111": {"url": u}}``."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if "." in key:
+            table, sub = key.split(".", 1)
+            out.setdefault(table, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_to_document(doc: tomlkit.TOMLDocument, new: Config, changes: dict[str, Any]) -> None:
+    """Write only what changed, into the existing document (comments stay).
+
+    A key the file does not have is added only when its value is not the default, so
+    saving an unchanged config leaves the file as the user wrote it.
+    """
+    tables = table_fields()
+    for key in changes:
+        value = getattr(new, key)
+        if key in tables or key == "model_map":
+            items = value.model_dump() if isinstance(value, BaseModel) else dict(value)
+            defaults = tables[key]().model_dump() if key in tables else {}
+            existing = doc.get(key)
+            if not isinstance(existing, dict):
+                if items == defaults:
+                    continue
+                doc[key] = tomlkit.table()
+                existing = doc[key]
+            if key == "model_map":
+                for stale in [k for k in existing if k not in items]:
+                    del existing[stale]
+            for sub, item in items.items():
+                if sub in existing:
+                    if _plain(existing[sub]) != item:
+                        existing[sub] = item
+                elif defaults.get(sub, object()) != item:
+                    existing[sub] = item
+        elif key in doc:
+            if _plain(doc[key]) != value:
+                doc[key] = value
+        elif value != Config.model_fields[key].default:
+            doc[key] = value
 
 
 class ConfigStore:
@@ -237,9 +356,9 @@ class ConfigStore:
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(part) for part in first["loc"]) if first["loc"] else None
-            top = str(first["loc"][0]) if first["loc"] else None
+            where = ".".join(str(p) for p in first["loc"][:2]) if first["loc"] else None
             raise ConfigError(
-                self.path, first["msg"], key=key, line=_key_line(text, top) if top else None
+                self.path, first["msg"], key=key, line=_key_line(text, where) if where else None
             ) from None
 
     def _current_stamp(self) -> tuple[int, int] | None:
@@ -287,9 +406,20 @@ class ConfigStore:
     def _new_document(self, config: Config) -> tomlkit.TOMLDocument:
         doc = tomlkit.document()
         doc.add(tomlkit.comment("studio-worker configuration; every key is in the README."))
-        for info in field_infos():
-            doc.add(tomlkit.comment(info.description))
-            doc.add(info.name, getattr(config, info.name))
+        tables = table_fields()
+        for name, field in Config.model_fields.items():
+            if name in tables or name == "model_map":
+                continue
+            doc.add(tomlkit.comment(field.description or ""))
+            doc.add(name, getattr(config, name))
+        for name in ["model_map", *tables]:
+            table = tomlkit.table()
+            table.add(tomlkit.comment(Config.model_fields[name].description or ""))
+            value = getattr(config, name)
+            items = value.model_dump() if isinstance(value, BaseModel) else value
+            for key, item in items.items():
+                table.add(key, item)
+            doc.add(name, table)
         return doc
 
     def update(self, changes: dict[str, Any]) -> Config:
@@ -311,19 +441,21 @@ class ConfigStore:
             else:
                 current = Config()
                 doc = self._new_document(current)
-            changes = compute(current)
+            changes = _expand_dotted(compute(current))
             merged = current.model_dump()
-            merged.update(changes)
+            for key, value in changes.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict) and \
+                        key in table_fields():
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged[key] = value
             try:
                 new = Config.model_validate(merged)
             except ValidationError as exc:
                 first = exc.errors()[0]
-                key = str(first["loc"][0]) if first["loc"] else None
-                raise ConfigError(self.path, first["msg"], key=key) from None
-            for key in changes:
-                value = getattr(new, key)
-                if key not in doc or _plain(doc[key]) != value:
-                    doc[key] = value
+                bad = ".".join(str(p) for p in first["loc"][:2]) if first["loc"] else None
+                raise ConfigError(self.path, first["msg"], key=bad) from None
+            _apply_to_document(doc, new, changes)
             self._write(doc)
             self._stamp = self._current_stamp()
             return new

@@ -24,7 +24,7 @@ import aiohttp
 from workerlib import __version__
 from workerlib.api import Registration, StudioClient
 from workerlib.config import SECRET_KEYS, Config, ConfigStore
-from workerlib.engines import create_engine
+from workerlib.engines import EngineConfigError, create_engine
 from workerlib.engines.base import Engine
 from workerlib.errors import ConfigError, StudioError, StudioHTTPError
 from workerlib.logs import (
@@ -76,6 +76,12 @@ def user_name() -> str:
         return getpass.getuser() or "unknown-user"
     except Exception:  # getpass raises assorted errors when no user can be found
         return "unknown-user"
+
+
+def _engine_settings(config: Config) -> tuple[Any, ...]:
+    """What the engine is built from: a change rebuilds it after the running job."""
+    return (config.engine, config.engines, config.gradio_endpoint_url, config.models_root,
+            config.model_map, config.gradio, config.a1111, config.comfyui, config.diffusers)
 
 
 class WorkerService:
@@ -173,7 +179,7 @@ class WorkerService:
                                self.paths.config_file)
         self._session = aiohttp.ClientSession()
         self._client = StudioClient(self._session, config.api_base_url)
-        self._engine = self._engine_factory(config)
+        self._engine = self._build_engine(config)
         await self._engine.start()
         log.info("studio-worker %s (engine %s, %.1f GB VRAM detected) for %s", __version__,
                  self._engine.name, vram, config.api_base_url)
@@ -228,11 +234,23 @@ class WorkerService:
         self.loops.start()
         log.info("worker loops restarted (engine %s)", self.engine.name)
 
+    def _build_engine(self, config: Config) -> Engine:
+        try:
+            return self._engine_factory(config)
+        except EngineConfigError as exc:
+            raise ConfigError(self.paths.config_file, str(exc), key=exc.key) from None
+
     async def rebuild_engine(self) -> None:
         self.restart_pending = False
         old = self._engine
-        new = self._engine_factory(self.config)
-        await new.start()
+        try:
+            new = self._build_engine(self.config)
+            await new.start()
+        except Exception as exc:
+            log.error("keeping the %s engine: the new engine settings do not work: %s",
+                      old.name if old else "old", exc)
+            self.state.set_error(f"engine settings: {exc}")
+            return
         self._engine = new
         if old is not None:
             with contextlib.suppress(Exception):
@@ -249,9 +267,7 @@ class WorkerService:
         if self._client is not None and old.api_base_url != config.api_base_url:
             assert self._session is not None
             self._client = StudioClient(self._session, config.api_base_url)
-        if (old.engine, old.engines, old.gradio_endpoint_url, old.models_root) != (
-            config.engine, config.engines, config.gradio_endpoint_url, config.models_root
-        ):
+        if _engine_settings(old) != _engine_settings(config):
             self.restart_pending = True
             log_config.info("engine settings changed: the engine restarts after the current job")
         if self.loops is not None:
@@ -365,7 +381,29 @@ class WorkerService:
                 break
         if delivered:
             self.journal.done(job_id)
-        self.state.job_finished(job_id, "failed", error, retryable)
+        finished = self.state.job_finished(job_id, "failed", error, retryable)
+        cooldown = self.config.failure_cooldown_secs
+        if finished is not None and cooldown > 0 and \
+                self.state.consecutive_failures >= loops_mod.FAILURES_BEFORE_COOLDOWN:
+            log.warning("%d jobs failed in a row: not claiming for %g s",
+                        self.state.consecutive_failures, cooldown)
+            self.state.start_cooldown(cooldown)
+
+    async def check_backend(self) -> str | None:
+        """Ask the engine whether its backend answers; claiming waits while it does not."""
+        engine = self.engine
+        try:
+            problem = await engine.check()
+        except Exception as exc:  # a broken check must not stop the worker
+            problem = f"the {engine.name} engine could not be checked: {exc}"
+        before = self.state.backend_problem
+        if problem != before:
+            if problem is not None:
+                log.warning("not claiming: %s", problem)
+            else:
+                log.info("the %s engine answers again; claiming resumes", engine.name)
+        self.state.set_backend_problem(problem)
+        return problem
 
     async def report_journal(self) -> None:
         """Report jobs left in the journal (a crash, or a fail not yet delivered)."""
@@ -412,7 +450,9 @@ class WorkerService:
             api_base_url=config.api_base_url,
             registered=config.is_registered(),
             connection=connection,
-            label=state_label(connection, paused=paused, busy=busy),
+            label=state_label(connection, paused=paused, busy=busy,
+                              backend_down=state.backend_problem is not None,
+                              cooling_down=state.cooldown_until is not None),
             paused=paused,
             busy=busy,
             current_job=state.current_job,
@@ -422,6 +462,8 @@ class WorkerService:
             vram_threshold_gb=config.vram_threshold_gb,
             engine=self._engine.name if self._engine else config.engine,
             last_error=state.last_error,
+            backend_problem=state.backend_problem,
+            cooldown_until=state.cooldown_until,
             last_update=state.last_update,
             started_at=state.started_at,
             jobs_completed=state.jobs_completed,

@@ -468,3 +468,75 @@ async def test_engine_change_rebuilds_after_the_job(
     await service.restart_loops()
     job2 = studio.enqueue(model="synthetic", task={"kind": "image", "prompt": "after restart"})
     await studio.wait_for(lambda: studio.jobs[job2].status == "completed", timeout=5)
+
+
+async def test_job_timeout_interrupts_the_engine_and_reports_retryable(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    interrupted = asyncio.Event()
+
+    class StuckEngine(SyntheticEngine):
+        async def generate(self, model: str, task: Task, progress: ProgressCallback) -> Any:
+            await asyncio.sleep(30)
+
+        async def interrupt(self) -> None:
+            interrupted.set()
+
+    job = studio.enqueue(model="synthetic", task={"kind": "image", "prompt": "stuck"})
+    service = await make_service(engine=StuckEngine(), job_timeout_secs=1)
+    await service.start()
+    await studio.wait_for(lambda: len(studio.jobs[job].fail_history) >= 1, timeout=10)
+    assert interrupted.is_set()
+    failure = studio.jobs[job].fail_history[0]
+    assert failure["retryable"] is True and failure["error"] == "timed out after 1 s"
+
+
+async def test_three_failures_in_a_row_start_a_cooldown(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    class BrokenEngine(SyntheticEngine):
+        async def generate(self, model: str, task: Task, progress: ProgressCallback) -> Any:
+            raise EngineError("CUDA error: device lost")
+
+    ids = [studio.enqueue(model="synthetic", task={"kind": "image", "prompt": f"f{i}"})
+           for i in range(5)]
+    service = await make_service(engine=BrokenEngine(), failure_cooldown_secs=60)
+    await service.start()
+    await studio.wait_for(lambda: service.status().label == "Cooling down", timeout=10)
+    claims = claims_by(studio, service.config.worker_id)
+    await asyncio.sleep(0.8)
+    assert claims_by(studio, service.config.worker_id) == claims
+    assert service.status().cooldown_until is not None
+    assert len(service.recent_jobs()) == 3
+    assert sum(1 for i in ids if studio.jobs[i].status == "queued") >= 2
+
+
+async def test_backend_down_stops_claiming_until_it_answers(
+    studio: Any, make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FlakyBackend(SyntheticEngine):
+        problem: str | None = "ComfyUI at http://127.0.0.1:8188 is not answering"
+
+        async def check(self) -> str | None:
+            return self.problem
+
+    engine = FlakyBackend()
+    job = studio.enqueue(model="synthetic", task={"kind": "image", "prompt": "wait for it"})
+    service = await make_service(engine=engine, claim_interval_secs=0.2)
+    await service.start()
+    await studio.wait_for(lambda: studio.workers[service.config.worker_id].heartbeats >= 3, 5)
+    status = service.status()
+    assert status.label == "Engine offline"
+    assert status.backend_problem == "ComfyUI at http://127.0.0.1:8188 is not answering"
+    assert claims_by(studio, service.config.worker_id) == 0
+    engine.problem = None
+    await studio.wait_for(lambda: studio.jobs[job].status == "completed", timeout=5)
+    assert service.status().backend_problem is None
+
+
+async def test_unknown_engine_name_is_a_config_error(make_service: ServiceFactory) -> None:
+    from workerlib.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        await make_service(register=False, engine="warp-drive")
+    assert err.value.key == "engine" and "warp-drive" in str(err.value)

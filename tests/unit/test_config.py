@@ -166,7 +166,9 @@ def test_failed_write_leaves_old_file(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_every_field_has_description_and_group() -> None:
     infos = field_infos()
-    assert {i.name for i in infos} == set(Config.model_fields)
+    top = {i.name.split(".")[0] for i in infos}
+    assert top == set(Config.model_fields)
+    assert "a1111.url" in {i.name for i in infos}
     for info in infos:
         assert info.description, info.name
         assert info.group in {"Connection", "Worker", "Engine", "Auto-update", "Models",
@@ -196,3 +198,41 @@ def test_ensure_private_fixes_group_readable_file(tmp_path: Path) -> None:
     assert store.ensure_private() is True
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert store.ensure_private() is False
+
+
+def test_settings_tables_take_dotted_updates_and_keep_comments(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('engine = "synthetic"\n\n[a1111]\n# my forge box\nurl = "http://a:1"\n'
+                    '\n[model_map]\n"sdxl-1.0" = "sd_xl_base_1.0.safetensors"\n')
+    store = ConfigStore(path)
+    config = store.load()
+    assert config.a1111.url == "http://a:1"
+    assert config.model_map == {"sdxl-1.0": "sd_xl_base_1.0.safetensors"}
+    assert config.comfyui.url == "http://127.0.0.1:8188"  # defaults for missing tables
+    config = store.update({"a1111.url": "http://b:2", "comfyui.workflow_file": "wf.json"})
+    assert config.a1111.url == "http://b:2" and config.comfyui.workflow_file == "wf.json"
+    text = path.read_text()
+    assert "# my forge box" in text and 'url = "http://b:2"' in text
+    config = store.update({"model_map": {"flux": "flux1-dev.safetensors"}})
+    assert store.load().model_map == {"flux": "flux1-dev.safetensors"}
+    # A full save of an unchanged config writes nothing new.
+    before = path.read_text()
+    store.save(store.load())
+    assert path.read_text() == before
+
+
+def test_invalid_value_inside_a_table_names_the_dotted_key_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('engine = "synthetic"\n[gradio]\napi_name = "/predict"\narg_order = 5\n')
+    with pytest.raises(ConfigError) as err:
+        ConfigStore(path).load()
+    assert err.value.key == "gradio.arg_order" and err.value.line == 4
+
+
+def test_new_file_has_every_table(tmp_path: Path) -> None:
+    store = ConfigStore(tmp_path / "config.toml")
+    store.load_or_create()
+    text = store.path.read_text()
+    for table in ("[model_map]", "[gradio]", "[a1111]", "[comfyui]", "[diffusers]"):
+        assert table in text
+    assert store.load() == Config()

@@ -72,6 +72,19 @@ class Engine(Protocol):
         """Release what ``start`` took; called once at shutdown or on restart."""
         ...
 
+    async def check(self) -> str | None:
+        """Probe the backend and refresh the models it really has.
+
+        Returns None when it answers, else one plain sentence for the user, e.g.
+        "ComfyUI at http://127.0.0.1:8188 is not answering". The worker does not
+        claim while this returns a problem. Called at start and on a slow timer.
+        """
+        ...
+
+    async def interrupt(self) -> None:
+        """Ask the backend to stop the running job (after a timeout); best effort."""
+        ...
+
     async def generate(self, model: str, task: Task, progress: ProgressCallback) -> EngineResult:
         """Run one task. Raise ``EngineError`` (or ``CannotServe``) on failure.
 

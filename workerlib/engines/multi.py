@@ -16,6 +16,9 @@ class MultiEngine:
         if not engines:
             raise ValueError("MultiEngine needs at least one member engine")
         self._members: tuple[Engine, ...] = tuple(engines)
+        # Members whose backend did not answer the last check: not advertised, not routed.
+        self._down: set[int] = set()
+        self._active: Engine | None = None
 
     @property
     def name(self) -> str:
@@ -27,7 +30,9 @@ class MultiEngine:
 
     def models_per_kind(self) -> dict[str, list[str]]:
         union: dict[str, set[str]] = {}
-        for member in self._members:
+        for index, member in enumerate(self._members):
+            if index in self._down:
+                continue
             for kind, models in member.models_per_kind().items():
                 union.setdefault(kind, set()).update(models)
         # Kinds outside the wire's KIND_ORDER are not advertised: the studio would
@@ -36,7 +41,9 @@ class MultiEngine:
 
     def route(self, kind: str, model: str) -> Engine | None:
         """The member that would run a job of this kind and model, if any."""
-        for member in self._members:
+        for index, member in enumerate(self._members):
+            if index in self._down:
+                continue
             if model in member.models_per_kind().get(kind, ()):
                 return member
         return None
@@ -73,4 +80,25 @@ class MultiEngine:
         member = self.route(task.kind, model)
         if member is None:
             raise CannotServe(self.name, task.kind, model)
-        return await member.generate(model, task, progress)
+        self._active = member
+        try:
+            return await member.generate(model, task, progress)
+        finally:
+            self._active = None
+
+    async def check(self) -> str | None:
+        """A problem only when no member answers; a down member just stops being offered."""
+        problems: list[str] = []
+        self._down = set()
+        for index, member in enumerate(self._members):
+            problem = await member.check()
+            if problem is not None:
+                self._down.add(index)
+                problems.append(problem)
+        if problems and len(problems) == len(self._members):
+            return "; ".join(problems)
+        return None
+
+    async def interrupt(self) -> None:
+        if self._active is not None:
+            await self._active.interrupt()

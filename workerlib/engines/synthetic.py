@@ -275,6 +275,12 @@ class SyntheticEngine:
     async def close(self) -> None:
         return None
 
+    async def check(self) -> str | None:
+        return None
+
+    async def interrupt(self) -> None:
+        return None
+
     async def generate(self, model: str, task: Task, progress: ProgressCallback) -> EngineResult:
         if model not in SYNTHETIC_MODELS.get(task.kind, ()):
             raise CannotServe(self.name, task.kind, model)

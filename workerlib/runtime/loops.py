@@ -31,6 +31,9 @@ log_config = get_logger("config")
 log_register = get_logger("register")
 
 LOG_FLUSH_SECS = 1.0
+BACKEND_CHECK_SECS = 60.0
+"""How often a healthy engine's backend (and its model list) is checked."""
+FAILURES_BEFORE_COOLDOWN = 3
 CONFIG_WATCH_SECS = 1.0
 UPDATE_TICK_SECS = 60.0
 UPLOAD_ATTEMPTS = 4
@@ -69,7 +72,7 @@ class WorkerLoops:
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         loop_fns = [self._heartbeat_loop, self._claim_loop, self._ship_loop, self._config_loop,
-                    self._update_loop]
+                    self._update_loop, self._backend_loop]
         self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_fns]
 
     async def stop(self, drain_secs: float) -> None:
@@ -163,13 +166,22 @@ class WorkerLoops:
         self.wake.set()
 
     # -- claim and run --------------------------------------------------------------------
+    def _holding_back(self) -> bool:
+        """True while the worker should not claim on its own account."""
+        config = self.svc.config
+        state = self.svc.state
+        return (not config.is_registered() or not config.auto_enabled or state.unauthorised
+                or state.backend_problem is not None or state.cooling_down())
+
     async def _claim_loop(self) -> None:
+        await self.svc.check_backend()
         await self.svc.report_journal()
         while not self.stop_claiming.is_set():
             config = self.svc.config
             if self.svc.restart_pending:
                 await self.svc.rebuild_engine()
-            if not config.is_registered() or not config.auto_enabled or self.svc.state.unauthorised:
+                await self.svc.check_backend()
+            if self._holding_back():
                 self.idle.set()
                 if self.until_idle and not config.auto_enabled:
                     return
@@ -234,8 +246,19 @@ class WorkerLoops:
             loop.call_soon_threadsafe(svc.state.job_progress, job_id, fraction)
 
         started = time.monotonic()
+        limit = svc.config.job_timeout_secs
         try:
-            result = await svc.engine.generate(claim.model, task, progress)
+            result = await asyncio.wait_for(svc.engine.generate(claim.model, task, progress),
+                                            limit)
+        except TimeoutError:
+            reason = f"timed out after {limit:g} s"
+            log_gen.error("job %s %s; stopping it", job_id, reason, extra=extra)
+            try:
+                await svc.engine.interrupt()
+            except Exception as exc:
+                log_gen.warning("could not interrupt the engine: %s", exc, extra=extra)
+            await svc.report_fail(job_id, reason, retryable=True)
+            return
         except asyncio.CancelledError:
             log_gen.warning("job %s interrupted: %s", job_id, SHUTDOWN_REASON, extra=extra)
             await svc.report_fail(job_id, SHUTDOWN_REASON, retryable=True)
@@ -295,6 +318,18 @@ class WorkerLoops:
             svc.state.job_finished(job_id, "failed", str(last), retryable=None)
             return
         await svc.report_fail(job_id, f"upload failed: {last}", retryable=True)
+
+    # -- backend health -------------------------------------------------------------------
+    async def _backend_loop(self) -> None:
+        while not self.stop_event.is_set():
+            down = self.svc.state.backend_problem is not None
+            interval = self.svc.config.claim_interval_secs if down else BACKEND_CHECK_SECS
+            await wait_event(self.stop_event, interval)
+            if self.stop_event.is_set():
+                return
+            idle = self.job_task is None or self.job_task.done()
+            if idle and await self.svc.check_backend() is None and down:
+                self.wake.set()
 
     # -- log shipping ---------------------------------------------------------------------
     async def _ship_loop(self) -> None:

@@ -86,6 +86,8 @@ class StatusSnapshot(_Frozen):
     vram_threshold_gb: float
     engine: str
     last_error: str | None
+    backend_problem: str | None
+    cooldown_until: float | None
     last_update: UpdateInfo | None
     started_at: float
     jobs_completed: int
@@ -130,6 +132,9 @@ class WorkerState:
         self.jobs_completed = 0
         self.jobs_failed = 0
         self.vram_total_gb = 0.0
+        self.backend_problem: str | None = None
+        self.consecutive_failures = 0
+        self.cooldown_until: float | None = None
 
     # -- heartbeat / connection -----------------------------------------------------
     def heartbeat_ok(self) -> None:
@@ -205,8 +210,10 @@ class WorkerState:
         self.current_job = None
         if outcome == "completed":
             self.jobs_completed += 1
+            self.consecutive_failures = 0
         else:
             self.jobs_failed += 1
+            self.consecutive_failures += 1
         self._emit(Event("finished", finished))
         self._emit(Event("job", None))
         self._emit(Event("status"))
@@ -216,13 +223,36 @@ class WorkerState:
         """Newest first."""
         return list(reversed(self.recent))
 
+    def set_backend_problem(self, problem: str | None) -> None:
+        if self.backend_problem != problem:
+            self.backend_problem = problem
+            self._emit(Event("status"))
+
+    def start_cooldown(self, seconds: float) -> None:
+        self.cooldown_until = time.time() + seconds
+        self.consecutive_failures = 0
+        self._emit(Event("status"))
+
+    def cooling_down(self) -> bool:
+        if self.cooldown_until is None:
+            return False
+        if time.time() >= self.cooldown_until:
+            self.cooldown_until = None
+            self._emit(Event("status"))
+            return False
+        return True
+
     def set_update(self, info: UpdateInfo) -> None:
         self.last_update = info
         self._emit(Event("status"))
 
 
-def state_label(connection: Connection, *, paused: bool, busy: bool) -> str:
-    """The badge text: Idle / Busy / Paused / Disconnected / Not authorised / Not registered."""
+def state_label(
+    connection: Connection, *, paused: bool, busy: bool, backend_down: bool = False,
+    cooling_down: bool = False,
+) -> str:
+    """The badge text: Idle / Busy / Paused / Disconnected / Not authorised / Not registered,
+    and Engine offline / Cooling down when the worker holds back on its own."""
     if connection is Connection.NOT_REGISTERED:
         return "Not registered"
     if connection is Connection.UNAUTHORISED:
@@ -233,4 +263,8 @@ def state_label(connection: Connection, *, paused: bool, busy: bool) -> str:
         return "Busy"
     if paused:
         return "Paused"
+    if backend_down:
+        return "Engine offline"
+    if cooling_down:
+        return "Cooling down"
     return "Idle"
