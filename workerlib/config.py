@@ -17,11 +17,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomlkit
 import tomlkit.exceptions
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from workerlib.engines.settings import (
     A1111Settings,
@@ -58,6 +67,10 @@ class Config(BaseModel):
 
     api_base_url: str = _field(
         "https://studio.minis.gg", "Address of the studio this worker serves.", "Connection"
+    )
+    allow_insecure_http: bool = _field(
+        False, "Allow plain http to a studio that is not on this machine (tokens travel "
+        "unencrypted).", "Connection",
     )
     bootstrap_token: str = _field(
         "", "One-time token from the studio used to register this worker.", "Connection",
@@ -169,6 +182,19 @@ class Config(BaseModel):
             raise ValueError("entries must not be empty")
         return value
 
+    @model_validator(mode="after")
+    def _https_unless_loopback(self) -> Config:
+        parts = urlsplit(self.api_base_url)
+        host = (parts.hostname or "").lower()
+        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        if parts.scheme == "http" and not loopback and not self.allow_insecure_http:
+            raise PydanticCustomError(
+                "insecure_url",
+                "api_base_url uses plain http to another machine; use https, or set "
+                "allow_insecure_http = true if you really mean it",
+            )
+        return self
+
     def is_registered(self) -> bool:
         return bool(self.worker_id and self.auth_token)
 
@@ -270,6 +296,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _error_key(error: Any) -> str | None:
+    if error["type"] == "insecure_url":
+        return "api_base_url"
+    return ".".join(str(part) for part in error["loc"]) if error["loc"] else None
+
+
 def _expand_dotted(changes: dict[str, Any]) -> dict[str, Any]:
     """``{"a1111.url": u}`` → ``{"a1111": {"url": u}}``."""
     out: dict[str, Any] = {}
@@ -355,8 +387,8 @@ class ConfigStore:
             return Config.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            key = ".".join(str(part) for part in first["loc"]) if first["loc"] else None
-            where = ".".join(str(p) for p in first["loc"][:2]) if first["loc"] else None
+            key = _error_key(first)
+            where = ".".join(key.split(".")[:2]) if key else None
             raise ConfigError(
                 self.path, first["msg"], key=key, line=_key_line(text, where) if where else None
             ) from None
@@ -452,9 +484,8 @@ class ConfigStore:
             try:
                 new = Config.model_validate(merged)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                bad = ".".join(str(p) for p in first["loc"][:2]) if first["loc"] else None
-                raise ConfigError(self.path, first["msg"], key=bad) from None
+                bad = _error_key(exc.errors()[0])
+                raise ConfigError(self.path, exc.errors()[0]["msg"], key=bad) from None
             _apply_to_document(doc, new, changes)
             self._write(doc)
             self._stamp = self._current_stamp()

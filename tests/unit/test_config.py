@@ -236,3 +236,15 @@ def test_new_file_has_every_table(tmp_path: Path) -> None:
     for table in ("[model_map]", "[gradio]", "[a1111]", "[comfyui]", "[diffusers]"):
         assert table in text
     assert store.load() == Config()
+
+
+def test_plain_http_only_to_loopback_unless_allowed(tmp_path: Path) -> None:
+    store = ConfigStore(tmp_path / "config.toml")
+    store.load_or_create()
+    store.update({"api_base_url": "http://127.0.0.1:9790"})
+    store.update({"api_base_url": "http://localhost:9790"})
+    with pytest.raises(ConfigError) as err:
+        store.update({"api_base_url": "http://studio.lan:9790"})
+    assert "allow_insecure_http" in str(err.value) and err.value.key == "api_base_url"
+    config = store.update({"api_base_url": "http://studio.lan:9790", "allow_insecure_http": True})
+    assert config.api_base_url == "http://studio.lan:9790"
