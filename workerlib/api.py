@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,11 +118,16 @@ class StudioClient:
             raise _TooLarge(resp.content_length)
         chunks: list[bytes] = []
         total = 0
-        async for chunk in resp.content.iter_chunked(65536):
-            total += len(chunk)
-            if total > limit:
-                raise _TooLarge(total)
-            chunks.append(chunk)
+        try:
+            async for chunk in resp.content.iter_chunked(65536):
+                total += len(chunk)
+                if total > limit:
+                    raise _TooLarge(total)
+                chunks.append(chunk)
+        except aiohttp.ClientPayloadError:
+            if 200 <= resp.status < 300:
+                raise _CutOff(b"".join(chunks)) from None
+            raise
         return b"".join(chunks)
 
     # -- endpoints ---------------------------------------------------------------
@@ -171,6 +177,14 @@ class StudioClient:
                 f"claim reply of {exc.size} bytes is larger than the {MAX_CLAIM_BYTES} byte limit",
                 None,
             ) from None
+        except _CutOff as exc:
+            # The studio has marked the job as ours; if its id made it through, hand it
+            # back at once rather than leave it claimed by nobody.
+            match = _JOB_ID.search(exc.partial)
+            raise BadClaim(
+                "claim reply was cut off in transit", match.group(1).decode() if match else None,
+                retryable=True,
+            ) from None
         if status == 204:
             return None
         return parse_claim(raw)
@@ -211,6 +225,15 @@ class StudioClient:
             "logs", f"/workers/{worker_id}/logs", token,
             json_body={"entries": [entry.to_wire() for entry in entries]},
         )
+
+
+_JOB_ID = re.compile(rb'"jobId"\s*:\s*"([A-Za-z0-9._:-]{1,256})"')
+
+
+class _CutOff(Exception):
+    def __init__(self, partial: bytes) -> None:
+        super().__init__(len(partial))
+        self.partial = partial
 
 
 class _TooLarge(Exception):

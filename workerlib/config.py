@@ -357,6 +357,7 @@ class ConfigStore:
         self.path = path
         self._lock = FileLock(str(path) + ".lock", timeout=self.LOCK_TIMEOUT_SECS)
         self._stamp: tuple[int, int] | None = None
+        self._last: Config | None = None
 
     # -- reading ---------------------------------------------------------------
     def _read_text(self) -> str:
@@ -409,6 +410,7 @@ class ConfigStore:
         text = self._read_text()
         config = self._validate(self._parse(text), text)
         self._stamp = stamp
+        self._last = config.model_copy(deep=True)
         return config
 
     def load_or_create(self, *, detected_vram_gb: float = 0.0) -> tuple[Config, bool]:
@@ -489,11 +491,28 @@ class ConfigStore:
             _apply_to_document(doc, new, changes)
             self._write(doc)
             self._stamp = self._current_stamp()
+            self._last = new.model_copy(deep=True)
             return new
 
     def save(self, config: Config) -> Config:
-        """Write every field that differs from the file."""
-        return self.update(config.model_dump())
+        """Write the fields changed since this store last loaded or wrote the file.
+
+        Only those: a key another process changed in the meantime keeps its new value.
+        """
+        base = self._last or Config()
+        changes: dict[str, Any] = {}
+        tables = table_fields()
+        for name in Config.model_fields:
+            new, old = getattr(config, name), getattr(base, name)
+            if new == old:
+                continue
+            if name in tables:
+                for sub, value in new.model_dump().items():
+                    if value != getattr(old, sub):
+                        changes[f"{name}.{sub}"] = value
+            else:
+                changes[name] = new
+        return self.update(changes)
 
     def _write(self, doc: tomlkit.TOMLDocument) -> None:
         data = tomlkit.dumps(doc).encode("utf-8")

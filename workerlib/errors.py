@@ -66,6 +66,8 @@ class StudioAuthError(StudioHTTPError):
 class BadClaim(WorkerError):
     title = "Invalid job from the studio"
 
-    def __init__(self, message: str, job_id: str | None) -> None:
+    def __init__(self, message: str, job_id: str | None, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.job_id = job_id
+        self.retryable = retryable
+        """True when the job is fine but its reply was lost on the way (cut off)."""

@@ -352,6 +352,7 @@ class WorkerService:
 
     async def report_fail(self, job_id: str, error: str, *, retryable: bool) -> None:
         """Tell the studio a job failed; kept in the journal until the studio has it."""
+        error = self.redactor.redact(error)[:2000]
         self.journal.pending_fail(job_id, error, retryable)
         backoff = Backoff(base=loops_mod.RETRY_BASE_SECS, cap=4 * loops_mod.RETRY_BASE_SECS)
         delivered = False

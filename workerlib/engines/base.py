@@ -53,6 +53,14 @@ class CannotServe(EngineError):
         self.model = model
 
 
+class EngineConfigError(ValueError):
+    """The configured engine cannot be built; ``key`` is the config key at fault."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 @runtime_checkable
 class Engine(Protocol):
     """A local backend that turns a task into a result."""

@@ -62,7 +62,8 @@ class WorkerLoops:
         self.idle = asyncio.Event()
         self.job_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._hb_backoff = Backoff()
+        self._hb_failures = 0
+        self._claim_errors = 0
         self._claim_backoff = Backoff()
         self._ship_backoff = Backoff()
         self._register_backoff = Backoff()
@@ -104,10 +105,12 @@ class WorkerLoops:
 
     # -- heartbeat ------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
+        """The heartbeat keeps its cadence even while the studio is down: it is the cheap
+        probe (one small request per interval) that tells the backed-off claim loop when
+        to try again, so work resumes within one interval of the studio coming back."""
         cadence = Cadence(asyncio.get_running_loop())
         while not self.stop_event.is_set():
             config = self.svc.config
-            delay_floor = 0.0
             if not config.is_registered():
                 await self._try_register()
             else:
@@ -118,27 +121,25 @@ class WorkerLoops:
                     )
                 except StudioError as exc:
                     unauthorised = isinstance(exc, StudioAuthError)
-                    if not self._hb_backoff.failing:
+                    if not self._hb_failures:
                         if unauthorised:
                             log_hb.error("heartbeat refused: not authorised — register again (%s)",
                                          exc)
                         else:
                             log_hb.warning("heartbeat failed: %s", exc)
-                    delay_floor = self._hb_backoff.next_delay()
+                    self._hb_failures += 1
                     self.svc.state.heartbeat_failed(str(exc), unauthorised=unauthorised)
                 else:
-                    if self._hb_backoff.failing:
-                        log_hb.info("heartbeat ok again after %d failures",
-                                    self._hb_backoff.failures)
-                    self._hb_backoff.reset()
+                    if self._hb_failures:
+                        log_hb.info("heartbeat ok again after %d failures", self._hb_failures)
+                        self._hb_failures = 0
+                        # The studio is back: retry claims and logs now, not after their backoff.
+                        self._claim_backoff.reset()
+                        self._ship_backoff.reset()
+                        self.wake.set()
                     self.svc.state.heartbeat_ok()
                 self.svc.publish_status_file()
-            interval = config.heartbeat_interval_secs
-            delay = cadence.delay(interval)
-            if delay_floor > delay:
-                cadence.reset()
-                delay = delay_floor
-            await wait_event(self.stop_event, delay)
+            await wait_event(self.stop_event, cadence.delay(config.heartbeat_interval_secs))
 
     async def _try_register(self) -> None:
         config = self.svc.config
@@ -198,13 +199,16 @@ class WorkerLoops:
             except StudioError as exc:
                 if isinstance(exc, StudioAuthError):
                     self.svc.state.set_unauthorised(True)
-                if not self._claim_backoff.failing:
+                if not self._claim_errors:
                     log_claim.warning("claim failed: %s", exc)
-                await wait_event(self.stop_claiming, self._claim_backoff.next_delay())
+                self._claim_errors += 1
+                # Woken early by a successful heartbeat (or stop, resume, a config change).
+                self.wake.clear()
+                await wait_event(self.wake, self._claim_backoff.next_delay())
                 continue
-            if self._claim_backoff.failing:
-                log_claim.info("claiming works again after %d failures",
-                               self._claim_backoff.failures)
+            if self._claim_errors:
+                log_claim.info("claiming works again after %d failures", self._claim_errors)
+                self._claim_errors = 0
                 self._claim_backoff.reset()
             if claim is None:
                 self.idle.set()
@@ -225,9 +229,9 @@ class WorkerLoops:
         if exc.job_id is None:
             log_claim.error("the studio sent an unusable claim reply: %s", exc)
             return
-        log_claim.error("job %s from the studio is invalid: %s", exc.job_id, exc,
+        log_claim.error("job %s from the studio is unusable: %s", exc.job_id, exc,
                         extra={"job_id": exc.job_id})
-        await self.svc.report_fail(exc.job_id, str(exc), retryable=False)
+        await self.svc.report_fail(exc.job_id, str(exc), retryable=exc.retryable)
 
     async def _run_job(self, claim: JobClaim) -> None:
         svc = self.svc
