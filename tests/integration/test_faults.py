@@ -74,7 +74,7 @@ async def test_outage_backs_off_shows_disconnected_and_recovers(
 async def test_truncated_replies_are_survived(
     studio: Any, make_service: ServiceFactory, proxy: FaultyProxy
 ) -> None:
-    service = await _through_proxy(make_service, proxy)
+    await _through_proxy(make_service, proxy)
     job = studio.enqueue(model="synthetic", task={"kind": "image", "prompt": "cut"})
     await proxy.set_mode("truncate")
     await studio.wait_for(lambda: len(studio.jobs[job].fail_history) >= 1, timeout=10)

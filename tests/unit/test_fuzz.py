@@ -87,7 +87,8 @@ toml_fragments = st.sampled_from([
 ])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(toml_fragments, max_size=8) | st.text(max_size=120).map(lambda t: [t]))
 def test_fuzzed_config_files_load_or_fail_clearly_and_are_never_rewritten(
     tmp_path: Path, parts: list[str]
