@@ -31,6 +31,7 @@ log_config = get_logger("config")
 log_register = get_logger("register")
 
 LOG_FLUSH_SECS = 1.0
+SHIP_BATCH = 500
 BACKEND_CHECK_SECS = 60.0
 """How often a healthy engine's backend (and its model list) is checked."""
 FAILURES_BEFORE_COOLDOWN = 3
@@ -347,23 +348,25 @@ class WorkerLoops:
             await wait_event(self.stop_event, delay)
 
     async def flush_logs(self) -> bool:
+        """Ship everything queued, in batches; False when the studio refused a batch."""
         config = self.svc.config
         queue = self.svc.ship_queue
-        if not config.is_registered() or (not len(queue) and not queue.dropped):
+        if not config.is_registered():
             return True
-        batch = queue.take()
-        if not batch:
-            return True
-        try:
-            await self.svc.client.ship_logs(config.worker_id, config.auth_token, batch)
-        except StudioError as exc:
-            queue.put_back(batch)
-            if not self._ship_backoff.failing:
-                get_logger("logs").warning("log shipping failed: %s", exc,
-                                           extra={"local_only": True})
-            return False
-        if self._ship_backoff.failing:
-            self._ship_backoff.reset()
+        # Bounded: entries logged while shipping wait for the next tick.
+        for _ in range(queue.capacity // SHIP_BATCH + 2):
+            batch = queue.take(SHIP_BATCH)
+            if not batch:
+                break
+            try:
+                await self.svc.client.ship_logs(config.worker_id, config.auth_token, batch)
+            except StudioError as exc:
+                queue.put_back(batch)
+                if not self._ship_backoff.failing:
+                    get_logger("logs").warning("log shipping failed: %s", exc,
+                                               extra={"local_only": True})
+                return False
+        self._ship_backoff.reset()
         return True
 
     # -- config watch -----------------------------------------------------------------------

@@ -1,0 +1,20 @@
+# One command surface for people and CI. `scripts/test` and `scripts/demo` do their own
+# set-up (system packages, .venv); the other targets assume it exists.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test demo lint soak
+
+test:
+	scripts/test
+
+demo:
+	scripts/demo
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# 10 000 synthetic jobs through the local studio: memory growth, fds, queue bounds.
+soak:
+	$(PY) bench/soak.py --jobs 10000
