@@ -20,8 +20,9 @@ from typing import Any
 from workerlib import __version__
 from workerlib.config import Config, ConfigStore, field_infos, get_value, mask_secret
 from workerlib.errors import ConfigError, StudioAuthError, StudioError, WorkerError
+from workerlib.instance import InstanceLock, describe_holder
 from workerlib.paths import Paths, resolve_paths
-from workerlib.service import DEFAULT_DRAIN_SECS, WorkerService
+from workerlib.service import WorkerService
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -46,14 +47,26 @@ def install_signal_handlers(stop: Callable[[], None]) -> None:
 
 
 # -- run ------------------------------------------------------------------------------------
-async def run_headless(paths: Paths, *, drain_secs: float = DEFAULT_DRAIN_SECS,
+async def run_headless(paths: Paths, *, drain_secs: float | None = None,
                        service: WorkerService | None = None) -> int:
+    lock = InstanceLock(paths.state_dir, "run")
+    if not lock.acquire():
+        _err(describe_holder(lock.holder(), paths.config_file))
+        return EXIT_ERROR
+    with lock:
+        return await _run_locked(paths, drain_secs, service)
+
+
+async def _run_locked(paths: Paths, drain_secs: float | None,
+                      service: WorkerService | None) -> int:
     service = service or WorkerService(paths, console=console_handler())
     try:
         await service.open()
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_ERROR
+    if drain_secs is None:
+        drain_secs = service.config.shutdown_drain_secs
     try:
         code = await _ensure_registered(service)
         if code is not None:
@@ -253,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the worker without a window (for services)")
-    run.add_argument("--drain-secs", type=float, default=DEFAULT_DRAIN_SECS,
-                     help="on stop, how long to let a running job finish (default 5)")
+    run.add_argument("--drain-secs", type=float, default=None,
+                     help="on stop, how long to let a running job finish "
+                          "(default: shutdown_drain_secs, 5)")
     ui = sub.add_parser("ui", help="open the desktop window (the default)")
     ui.add_argument("--minimised", action="store_true", help="start hidden in the tray")
     reg = sub.add_parser("register", help="register this worker with the studio")
@@ -287,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = resolve_paths(args.config)
     try:
         if command == "run":
-            drain = getattr(args, "drain_secs", DEFAULT_DRAIN_SECS)
+            drain = getattr(args, "drain_secs", None)
             return asyncio.run(run_headless(paths, drain_secs=drain))
         if command == "ui":
             return cmd_ui(paths, args)

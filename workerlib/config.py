@@ -103,6 +103,10 @@ class Config(BaseModel):
         180.0, "After 3 failed jobs in a row, stop claiming for this many seconds.", "Worker",
         ge=0, le=86400,
     )
+    shutdown_drain_secs: float = _field(
+        5.0, "On quit, how long a running job may take to finish before it is handed back.",
+        "Worker", ge=0, le=3600,
+    )
     engine: str = _field(
         "synthetic", "Engine that runs jobs: synthetic, or multi to combine several.", "Engine"
     )
@@ -158,6 +162,9 @@ class Config(BaseModel):
     )
     autostart_on_login: bool = _field(
         False, "Start the worker when you log in to your computer.", "Background mode"
+    )
+    start_minimised: bool = _field(
+        True, "When started at login, start hidden in the tray.", "Background mode"
     )
 
     @field_validator("api_base_url")

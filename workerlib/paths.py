@@ -61,7 +61,7 @@ def resolve_paths(config_override: str | os.PathLike[str] | None = None) -> Path
     explicit = config_override or os.environ.get(CONFIG_ENV)
     if explicit:
         config_file = Path(explicit).expanduser().absolute()
-        if config_file != default_config.absolute() and not home:
+        if config_file != default_config.absolute():
             # A second config gets its own state and logs next to it.
             sibling = config_file.parent / f".{config_file.stem}.d"
             log_dir, state_dir = sibling / "logs", sibling / "state"

@@ -225,3 +225,29 @@ def test_ui_without_gui_packages_points_to_headless(tmp_path: Path) -> None:
     result = run_cli("--config", str(tmp_path / "c.toml"), "ui", cwd=tmp_path)
     assert result.returncode == 2
     assert "studio-worker run" in result.stderr
+
+
+def test_a_second_run_with_the_same_config_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    ConfigStore(config).update({"api_base_url": "http://127.0.0.1:9", "auto_update_enabled": False,
+                                "worker_id": "w-x", "auth_token": "tok-abcdef-123"})
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen([sys.executable, "-m", "workerlib", "--config", str(config), "run"],
+                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+    try:
+        _wait(lambda: (tmp_path / ".c.d" / "state" / "instance.json").exists(), 20)
+        second = run_cli("--config", str(config), "run")
+        assert second.returncode == 1
+        assert f"headless studio-worker (pid {first.pid})" in second.stderr
+        assert "kill" in second.stderr
+        other = tmp_path / "other.toml"
+        ConfigStore(other).update({"api_base_url": "http://127.0.0.1:9"})
+        # A different config file may run side by side (here it stops at once: no token).
+        assert "already running" not in run_cli("--config", str(other), "run").stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=15) == 0
+    # The lock went with the process: a new run may start.
+    assert not (tmp_path / ".c.d" / "state" / "instance.json").exists()
