@@ -222,6 +222,26 @@ def cmd_check_update(paths: Paths) -> int:
     return asyncio.run(go())
 
 
+def cmd_service(paths: Paths, install: bool, start: bool) -> int:
+    from workerlib.service_install import service_backend, service_command
+
+    backend = service_backend()
+    if backend is None:
+        _err(f"installing a service is not supported on {sys.platform}")
+        return EXIT_ERROR
+    try:
+        if install:
+            lines = backend.install(service_command(paths.config_file), start=start)
+        else:
+            lines = backend.uninstall()
+    except OSError as exc:
+        _err(f"could not write {backend.path}: {exc}")
+        return EXIT_ERROR
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
 def cmd_dev_studio(host: str, port: int, token: str) -> int:
     from workerlib.devstudio import run_dev_studio
 
@@ -282,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the config file's path and settings")
     cfg.add_argument("--show-secrets", action="store_true", help="print tokens unmasked")
     sub.add_parser("check-update", help="check the release feed for a newer version")
+    svc = sub.add_parser("install-service",
+                         help="run the headless worker at login in your session "
+                              "(systemd user unit / launchd agent / scheduled task)")
+    svc.add_argument("--no-start", action="store_true",
+                     help="write the entry but do not enable or start it now")
+    sub.add_parser("uninstall-service", help="stop and remove what install-service added")
     demo = sub.add_parser("demo", help="run jobs against a built-in local studio")
     demo.add_argument("--headless", action="store_true", help="no window even with a display")
     demo.add_argument("--jobs", type=int, default=10, metavar="N", help="jobs to run (default 10)")
@@ -321,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_config(paths, args.show_secrets)
         if command == "check-update":
             return cmd_check_update(paths)
+        if command in ("install-service", "uninstall-service"):
+            return cmd_service(paths, command == "install-service",
+                               start=not getattr(args, "no_start", False))
         if command == "demo":
             from workerlib.demo import run_demo_command
 
