@@ -1,5 +1,5 @@
 import sys
 
-from workerlib.cli import main
+from workerlib.entry import main
 
 sys.exit(main())

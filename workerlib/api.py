@@ -195,8 +195,10 @@ class StudioClient:
         form = aiohttp.FormData(quote_fields=False)
         form.add_field("prompt", prompt, content_type="text/plain; charset=utf-8")
         form.add_field("ext", ext, content_type="text/plain; charset=utf-8")
+        ctype = content_type_for(ext)
         form.add_field(
-            "image", data, filename=f"{job_id}.{ext}", content_type=content_type_for(ext)
+            "image", StreamedBytes(data, content_type=ctype, filename=f"{job_id}.{ext}"),
+            filename=f"{job_id}.{ext}", content_type=ctype,
         )
         await self._post(
             "complete", f"/workers/{worker_id}/jobs/{job_id}/complete", token, data=form,
@@ -228,6 +230,36 @@ class StudioClient:
 
 
 _JOB_ID = re.compile(rb'"jobId"\s*:\s*"([A-Za-z0-9._:-]{1,256})"')
+
+
+class StreamedBytes(aiohttp.payload.Payload):
+    """A bytes body written in 64 KiB slices, awaiting the socket after each.
+
+    aiohttp copies a plain bytes payload whole into the transport's buffer, and a
+    BytesIO payload unshares (copies) its buffer: either doubles the memory a large
+    result needs. Slicing a memoryview copies nothing.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, value: bytes, **kwargs: Any) -> None:
+        super().__init__(value, **kwargs)
+
+    @property
+    def size(self) -> int:
+        return len(self._value)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        view = memoryview(self._value)
+        end = len(view) if content_length is None else min(len(view), content_length)
+        for start in range(0, end, self.CHUNK):
+            await writer.write(view[start:min(end, start + self.CHUNK)])
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
 
 
 class _CutOff(Exception):

@@ -124,6 +124,7 @@ class WorkerService:
         self._opened = False
         self._bad_config_stamp: str | None = None
         self._in_listener_error = False
+        self._status_published = 0.0
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -481,10 +482,17 @@ class WorkerService:
     def log_lines(self) -> list[LogLine]:
         return self.ring.lines()
 
-    def publish_status_file(self, *, running: bool = True) -> None:
-        """Write the live state for ``studio-worker status`` (no secrets in it)."""
+    def publish_status_file(self, *, running: bool = True, force: bool = False) -> None:
+        """Write the live state for ``studio-worker status`` (no secrets in it).
+
+        At most twice a second unless forced: a busy worker finishes many jobs a second.
+        """
         if self._config is None:
             return
+        now = time.monotonic()
+        if not force and running and now - self._status_published < 0.5:
+            return
+        self._status_published = now
         data = self.status().model_dump(mode="json")
         data["running"] = running
         data["updated_at"] = time.time()
@@ -528,6 +536,7 @@ class WorkerService:
                         log.exception("an event listener failed on a %s event", event.kind)
                     finally:
                         self._in_listener_error = False
+        self._status_published = 0.0
 
     def _on_log_line(self, line: LogLine) -> None:
         self._emit(Event("log", line))

@@ -46,3 +46,13 @@ def test_run_help_does_not_import_gui() -> None:
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert "dev-studio" in result.stdout
+
+
+def test_version_answers_without_importing_the_worker() -> None:
+    code = ("import sys; from workerlib.entry import main; main(['--version']);"
+            "heavy = [m for m in ('aiohttp', 'pydantic', 'workerlib.cli') if m in sys.modules];"
+            "assert not heavy, heavy")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("studio-worker ")

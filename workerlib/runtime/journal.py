@@ -27,10 +27,24 @@ class JournalEntry:
 
 
 class Journal:
+    """Only this process writes it (the instance lock sees to that), so the entries are
+    kept in memory and the file is read once.
+
+    Writes are atomic (temp file + rename) but not fsynced: what matters is surviving
+    the worker process being killed, which the OS page cache does; after a power cut
+    the studio releases the job itself once the heartbeat is stale.
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._entries: list[JournalEntry] | None = None
 
     def entries(self) -> list[JournalEntry]:
+        if self._entries is None:
+            self._entries = self._read()
+        return list(self._entries)
+
+    def _read(self) -> list[JournalEntry]:
         try:
             raw = json.loads(self.path.read_text("utf-8"))
         except FileNotFoundError:
@@ -53,6 +67,9 @@ class Journal:
         return entries
 
     def _write(self, entries: list[JournalEntry]) -> None:
+        if entries == self._entries:
+            return
+        self._entries = list(entries)
         if not entries:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
@@ -65,8 +82,6 @@ class Journal:
                 os.fchmod(fd, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -139,7 +139,7 @@ class WorkerLoops:
                         self._ship_backoff.reset()
                         self.wake.set()
                     self.svc.state.heartbeat_ok()
-                self.svc.publish_status_file()
+                self.svc.publish_status_file(force=True)
             await wait_event(self.stop_event, cadence.delay(config.heartbeat_interval_secs))
 
     async def _try_register(self) -> None:
