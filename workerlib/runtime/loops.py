@@ -143,12 +143,11 @@ class WorkerLoops:
             await wait_event(self.stop_event, cadence.delay(config.heartbeat_interval_secs))
 
     async def _try_register(self) -> None:
-        config = self.svc.config
-        if not config.bootstrap_token or self._register_refused:
+        if self._register_refused:
+            return  # until the config changes; the refusal is already shown
+        if not self.svc.config.bootstrap_token:
             self.svc.state.set_error(
-                "not registered: set bootstrap_token in the config or use Register"
-                if not self._register_refused else self.svc.state.last_error
-            )
+                "not registered: set bootstrap_token in the config or use Register")
             return
         try:
             await self.svc.register()
