@@ -47,8 +47,8 @@ ensure_python() {
   PY="$(find_python)" || { echo "Python 3.11 or newer with venv is required" >&2; return 1; }
 }
 
-# ensure_venv EXTRAS: creates the venv and pip-installs the project with the extras,
-# again only when pyproject.toml or the extras changed.
+# ensure_venv EXTRAS: creates the venv and pip-installs the project with the extras
+# (comma-separated), again only when pyproject.toml changed or an extra is missing.
 ensure_venv() {
   local extras="$1"
   ensure_python
@@ -57,12 +57,23 @@ ensure_venv() {
     "$PY" -m venv "$VENV"
   fi
   local stamp="$VENV/.studio-worker-installed"
-  local want
-  want="$(cat "$REPO_ROOT/pyproject.toml" | sha256sum | cut -c1-16) $extras"
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "installing studio-worker[$extras] into $VENV"
+  local hash have=""
+  hash="$(sha256sum < "$REPO_ROOT/pyproject.toml" | cut -c1-16)"
+  if [ -f "$stamp" ] && [ "$(head -n1 "$stamp")" = "$hash" ]; then
+    have="$(sed -n 2p "$stamp")"
+  fi
+  local missing=0 extra
+  for extra in ${extras//,/ }; do
+    case ",$have," in *",$extra,"*) ;; *) missing=1 ;; esac
+  done
+  if [ "$missing" -eq 1 ]; then
+    local union
+    union="$(printf '%s\n' ${have//,/ } ${extras//,/ } | sort -u | paste -sd, -)"
+    say "installing studio-worker[$union] into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e "$REPO_ROOT[$extras]"
-    echo "$want" > "$stamp"
+    "$VENV/bin/python" -m pip install -q -e "$REPO_ROOT[$union]"
+    printf '%s\n%s\n' "$hash" "$union" > "$stamp"
   fi
 }
+
+source "$REPO_ROOT/scripts/_gui_setup.sh"

@@ -71,8 +71,15 @@ def resolve_paths(config_override: str | os.PathLike[str] | None = None) -> Path
 
 
 def resource_dir() -> Path:
-    """Folder holding bundled resources (kv/, assets/): the repo root, or the bundle."""
+    """Folder holding the app's resources (kv/, assets/).
+
+    The bundle's folder when frozen; the checkout for a source or editable install;
+    ``<prefix>/share/studio-worker`` for a wheel install (see pyproject's data-files).
+    """
     frozen_base = getattr(sys, "_MEIPASS", None)
     if frozen_base:
         return Path(frozen_base)
-    return Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "kv").is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "studio-worker"

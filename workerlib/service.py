@@ -223,14 +223,20 @@ class WorkerService:
         await asyncio.wait_for(asyncio.shield(loops.claim_task()), timeout)
         await self.stop()
 
-    async def restart_loops(self) -> None:
-        """Finish the running job, rebuild the engine, start fresh loops."""
+    async def restart_loops(self, *, start_if_stopped: bool = True) -> None:
+        """Finish the running job, rebuild the engine, start fresh loops.
+
+        With ``start_if_stopped=False`` stopped loops stay stopped (only the engine is
+        rebuilt), for a window whose worker the user has not started.
+        """
         loops = self.loops
         until_idle = loops.until_idle if loops else False
         if loops is not None:
             self.loops = None
             await loops.stop(drain_secs=float("inf"))
         await self.rebuild_engine()
+        if loops is None and not start_if_stopped:
+            return
         self.loops = WorkerLoops(self, until_idle=until_idle)
         self.loops.start()
         log.info("worker loops restarted (engine %s)", self.engine.name)
@@ -471,6 +477,8 @@ class WorkerService:
             jobs_completed=state.jobs_completed,
             jobs_failed=state.jobs_failed,
             heartbeat_interval_secs=config.heartbeat_interval_secs,
+            running=self.loops is not None,
+            restart_pending=self.restart_pending,
             pid=os.getpid(),
             config_path=str(self.paths.config_file),
             log_file=str(self.paths.log_file),

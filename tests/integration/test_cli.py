@@ -233,8 +233,8 @@ def test_a_second_run_with_the_same_config_is_refused(tmp_path: Path) -> None:
                                 "worker_id": "w-x", "auth_token": "tok-abcdef-123"})
     log = tmp_path / "first.log"
     with open(log, "w") as out:
-        first = subprocess.Popen([sys.executable, "-m", "workerlib", "--config", str(config), "run"],
-                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        first = subprocess.Popen([sys.executable, "-m", "workerlib", "--config", str(config),
+                                  "run"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL)
     try:
         _wait(lambda: (tmp_path / ".c.d" / "state" / "instance.json").exists(), 20)

@@ -127,7 +127,7 @@ class WorkerLoops:
                             log_hb.error("heartbeat refused: not authorised — register again (%s)",
                                          exc)
                         else:
-                            log_hb.warning("heartbeat failed: %s", exc)
+                            log_hb.warning("%s", exc)
                     self._hb_failures += 1
                     self.svc.state.heartbeat_failed(str(exc), unauthorised=unauthorised)
                 else:
@@ -200,7 +200,7 @@ class WorkerLoops:
                 if isinstance(exc, StudioAuthError):
                     self.svc.state.set_unauthorised(True)
                 if not self._claim_errors:
-                    log_claim.warning("claim failed: %s", exc)
+                    log_claim.warning("%s", exc)
                 self._claim_errors += 1
                 # Woken early by a successful heartbeat (or stop, resume, a config change).
                 self.wake.clear()

@@ -93,6 +93,10 @@ class StatusSnapshot(_Frozen):
     jobs_completed: int
     jobs_failed: int
     heartbeat_interval_secs: float
+    running: bool
+    """The worker loops are started (False: the window's Start button is offered)."""
+    restart_pending: bool
+    """Engine settings changed; the engine is rebuilt after the running job."""
     pid: int
     config_path: str
     log_file: str

@@ -1,0 +1,53 @@
+"""The thin screen every tab derives from: one view property, one view-model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from kivy.properties import ObjectProperty
+from kivymd.uix.screen import MDScreen
+
+if TYPE_CHECKING:
+    from app.gui import StudioWorkerApp
+
+
+class ViewModel(Protocol):
+    def view(self) -> Any: ...
+
+
+class TabScreen(MDScreen):  # type: ignore[misc]  # kivy ships no types
+    """Copies ``vm.view()`` into ``view``; the kv rules read only ``root.view``."""
+
+    kv_file: ClassVar[str] = ""
+    refresh_on: ClassVar[frozenset[str]] = frozenset()
+    """Event kinds (status, job, finished, log, config) that change this tab."""
+    ticks: ClassVar[bool] = False
+    """Refresh once a second while shown (elapsed times, "5s ago")."""
+
+    view: Any = ObjectProperty(None, rebind=True)
+    """Subclasses give it a default ``*View()`` so kv rules evaluate before attach()."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.controller: StudioWorkerApp | None = None
+        super().__init__(**kwargs)
+
+    def attach(self, controller: StudioWorkerApp) -> None:
+        self.controller = controller
+        self.refresh()
+
+    @property
+    def vm(self) -> ViewModel:
+        raise NotImplementedError
+
+    def on_event(self, kinds: set[str]) -> None:
+        """Core events arrived (coalesced), just before refresh(); the default does nothing."""
+
+    def refresh(self) -> None:
+        new = self.vm.view()
+        if new != self.view:
+            self.view = new
+
+    @property
+    def app(self) -> StudioWorkerApp:
+        assert self.controller is not None, "the screen is not attached to the app"
+        return self.controller

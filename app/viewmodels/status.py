@@ -1,0 +1,168 @@
+"""Status tab: who we are, whether the studio hears us, what runs, pause/resume, register."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from app.viewmodels.errors import describe_error
+from app.viewmodels.tones import BADGE_TONES, Tone
+from workerlib.format import ago, duration
+from workerlib.runtime.state import Connection, StatusSnapshot
+from workerlib.service import WorkerService
+
+
+@dataclass(frozen=True)
+class StatusView:
+    worker_id: str = ""
+    studio_url: str = ""
+    badge: str = ""
+    badge_tone: Tone = "muted"
+    heartbeat: str = ""
+    heartbeat_tone: Tone = "muted"
+    vram: str = ""
+    current_job: str = ""
+    jobs_summary: str = ""
+    engine: str = ""
+    paused: bool = False
+    pause_label: str = "Pause claiming"
+    pause_icon: str = "pause"
+    running: bool = False
+    show_start: bool = False
+    problem: str = ""
+    show_register: bool = False
+    register_hint: str = ""
+    register_error: str = ""
+    registering: bool = False
+
+
+def heartbeat_text(snapshot: StatusSnapshot, *, running: bool, now: float) -> tuple[str, Tone]:
+    beat = snapshot.last_heartbeat
+    if beat is None:
+        if not running:
+            return "none (the worker is stopped)", "muted"
+        if not snapshot.registered:
+            return "none (not registered)", "muted"
+        return "waiting for the first heartbeat", "muted"
+    if beat.ok:
+        return ago(beat.at, now), "ok"
+    return f"failed {ago(beat.at, now)}: {beat.error or 'unknown error'}", "error"
+
+
+def vram_text(snapshot: StatusSnapshot) -> str:
+    detected = (f"{snapshot.vram_total_gb:g} GB detected" if snapshot.vram_total_gb > 0
+                else "no GPU memory detected")
+    return f"{detected} · accepts jobs up to {snapshot.vram_threshold_gb:g} GB"
+
+
+def problems(snapshot: StatusSnapshot, now: float) -> list[str]:
+    found = []
+    if snapshot.backend_problem:
+        found.append(f"Not claiming: {snapshot.backend_problem}")
+    if snapshot.cooldown_until is not None and snapshot.cooldown_until > now:
+        until = time.strftime("%H:%M:%S", time.localtime(snapshot.cooldown_until))
+        found.append(f"Several jobs failed in a row: not claiming until {until} "
+                     f"({duration(snapshot.cooldown_until - now)} left)")
+    if snapshot.last_error:
+        found.append(snapshot.last_error)
+    return found
+
+
+def current_job_text(snapshot: StatusSnapshot, now: float) -> str:
+    job = snapshot.current_job
+    if job is None:
+        return "No job running"
+    parts = [f"{job.kind} · {job.model}", duration(now - job.started_at)]
+    if job.progress is not None:
+        parts.append(f"{job.progress * 100:.0f}%")
+    if job.prompt_preview:
+        parts.append(job.prompt_preview)
+    return " — ".join(parts)
+
+
+class StatusViewModel:
+    def __init__(self, service: WorkerService) -> None:
+        self.service = service
+        self.register_error = ""
+        self.registering = False
+        self.problem = ""
+
+    @property
+    def running(self) -> bool:
+        return self.service.status().running
+
+    def view(self, now: float | None = None) -> StatusView:
+        return self.render(self.service.status(), running=self.running,
+                           now=time.time() if now is None else now)
+
+    def render(self, snapshot: StatusSnapshot, *, running: bool, now: float) -> StatusView:
+        heartbeat, heartbeat_tone = heartbeat_text(snapshot, running=running, now=now)
+        unauthorised = snapshot.connection is Connection.UNAUTHORISED
+        show_register = not snapshot.registered or unauthorised
+        hint = ""
+        if show_register:
+            hint = ("The studio no longer accepts this worker's token: register again with a "
+                    "fresh bootstrap token." if unauthorised else
+                    "This worker is not registered yet. Paste the bootstrap token from the "
+                    "studio to register it.")
+        return StatusView(
+            worker_id=snapshot.worker_id or "(not registered)",
+            studio_url=snapshot.api_base_url,
+            badge=snapshot.label if running or not snapshot.registered else "Stopped",
+            badge_tone=BADGE_TONES.get(snapshot.label, "muted") if running else "muted",
+            heartbeat=heartbeat,
+            heartbeat_tone=heartbeat_tone,
+            vram=vram_text(snapshot),
+            current_job=current_job_text(snapshot, now),
+            jobs_summary=(f"{snapshot.jobs_completed} completed · {snapshot.jobs_failed} failed "
+                          f"since {time.strftime('%H:%M', time.localtime(snapshot.started_at))}"),
+            engine=snapshot.engine,
+            paused=snapshot.paused,
+            pause_label="Resume claiming" if snapshot.paused else "Pause claiming",
+            pause_icon="play" if snapshot.paused else "pause",
+            running=running,
+            show_start=not running,
+            problem="\n".join([self.problem] if self.problem else problems(snapshot, now)),
+            show_register=show_register,
+            register_hint=hint,
+            register_error=self.register_error,
+            registering=self.registering,
+        )
+
+    # -- commands ---------------------------------------------------------------------------
+    def toggle_pause(self) -> None:
+        try:
+            # auto_enabled means "claiming": pausing is turning it off.
+            self.service.set_paused(self.service.config.auto_enabled)
+        except Exception as exc:  # a locked or unwritable config must not crash the window
+            self.problem = describe_error(exc)
+        else:
+            self.problem = ""
+
+    async def start(self) -> None:
+        try:
+            await self.service.start()
+        except Exception as exc:
+            self.problem = describe_error(exc)
+        else:
+            self.problem = ""
+
+    def default_url(self) -> str:
+        return self.service.config.api_base_url
+
+    async def register(self, token: str, url: str) -> bool:
+        """Register through the facade; a refusal is kept in ``register_error``."""
+        token, url = token.strip(), url.strip()
+        if not token:
+            self.register_error = "Paste the bootstrap token from the studio first."
+            return False
+        self.registering = True
+        self.register_error = ""
+        try:
+            await self.service.register(token, url or None)
+        except Exception as exc:  # every refusal is shown next to the form, in its own words
+            self.register_error = describe_error(exc)
+            return False
+        finally:
+            self.registering = False
+        return True
