@@ -58,8 +58,8 @@ def snapshot(**changes: Any) -> StatusSnapshot:
         last_ok_heartbeat_at=NOW - 5, vram_total_gb=24.0, vram_threshold_gb=12.0,
         backend_problem=None, cooldown_until=None,
         engine="synthetic", last_error=None, last_update=None, started_at=NOW - 3600,
-        jobs_completed=3, jobs_failed=1, heartbeat_interval_secs=5.0, running=True, restart_pending=False,
-        pid=1,
+        jobs_completed=3, jobs_failed=1, heartbeat_interval_secs=5.0, running=True,
+        restart_pending=False, pid=1,
         config_path="/c/config.toml", log_file="/l/studio-worker.log",
     )
     base.update(changes)
