@@ -268,7 +268,11 @@ def cmd_ui(paths: Paths, args: argparse.Namespace) -> int:
              "pip install 'studio-worker[ui]'); run the worker without a window with "
              "`studio-worker run` (or `studio-worker --headless`)")
         return EXIT_USAGE
-    return int(run_app(paths, start_minimised=getattr(args, "minimised", False)))
+    minimised = bool(getattr(args, "minimised", False))
+    if getattr(args, "autostart", False):
+        # Started by the login entry: hidden in the tray unless the user chose otherwise.
+        minimised = minimised or _load(paths).start_minimised
+    return int(run_app(paths, start_minimised=minimised))
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -291,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: shutdown_drain_secs, 5)")
     ui = sub.add_parser("ui", help="open the desktop window (the default)")
     ui.add_argument("--minimised", action="store_true", help="start hidden in the tray")
+    ui.add_argument("--autostart", action="store_true",
+                    help="started by the login entry (hidden in the tray when "
+                         "start_minimised is on)")
     reg = sub.add_parser("register", help="register this worker with the studio")
     reg.add_argument("--bootstrap-token", metavar="T", help="one-time token from the studio")
     reg.add_argument("--api-base-url", metavar="U", help="the studio's address")
