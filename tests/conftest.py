@@ -84,9 +84,9 @@ async def make_service(
         return service
 
     def _factory(c: Any) -> Any:
-        from workerlib.engines import create_engine
+        from workerlib.engines import build_engine
 
-        return create_engine(c.engine, members=c.engines)
+        return build_engine(c)
 
     yield factory
     for service in services:

@@ -108,7 +108,9 @@ class Config(BaseModel):
         "Worker", ge=0, le=3600,
     )
     engine: str = _field(
-        "synthetic", "Engine that runs jobs: synthetic, or multi to combine several.", "Engine"
+        "synthetic",
+        "Engine that runs jobs: synthetic, gradio, a1111, comfyui, diffusers, or multi to "
+        "combine several.", "Engine"
     )
     engines: list[str] = _field(
         [], "Engines combined by the multi engine, in routing order.", "Engine"
@@ -333,7 +335,7 @@ def _apply_to_document(doc: tomlkit.TOMLDocument, new: Config, changes: dict[str
         if key in tables or key == "model_map":
             items = value.model_dump() if isinstance(value, BaseModel) else dict(value)
             defaults = tables[key]().model_dump() if key in tables else {}
-            existing = doc.get(key)
+            existing: Any = doc.get(key)
             if not isinstance(existing, dict):
                 if items == defaults:
                     continue

@@ -24,7 +24,7 @@ import aiohttp
 from workerlib import __version__
 from workerlib.api import Registration, StudioClient
 from workerlib.config import SECRET_KEYS, Config, ConfigStore
-from workerlib.engines import EngineConfigError, create_engine
+from workerlib.engines import EngineConfigError, build_engine
 from workerlib.engines.base import Engine
 from workerlib.errors import ConfigError, StudioError, StudioHTTPError
 from workerlib.logs import (
@@ -61,7 +61,7 @@ EngineFactory = Callable[[Config], Engine]
 
 
 def _default_engine_factory(config: Config) -> Engine:
-    return create_engine(config.engine, members=config.engines)
+    return build_engine(config)
 
 
 def machine_name() -> str:

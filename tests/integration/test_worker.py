@@ -540,3 +540,30 @@ async def test_unknown_engine_name_is_a_config_error(make_service: ServiceFactor
     with pytest.raises(ConfigError) as err:
         await make_service(register=False, engine="warp-drive")
     assert err.value.key == "engine" and "warp-drive" in str(err.value)
+
+
+async def test_models_appearing_later_are_advertised_before_claiming(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    class LateModels(SyntheticEngine):
+        extra: tuple[str, ...] = ()
+
+        def models_per_kind(self) -> dict[str, list[str]]:
+            models = super().models_per_kind()
+            models["image"] = sorted({*models["image"], *self.extra})
+            return models
+
+        async def generate(self, model: str, task: Task, progress: ProgressCallback) -> Any:
+            return await super().generate("synthetic", task, progress)
+
+    engine = LateModels()
+    service = await make_service(engine=engine, heartbeat_interval_secs=30,
+                                 claim_interval_secs=0.2)
+    await service.start()
+    worker_id = service.config.worker_id
+    await studio.wait_for(lambda: claims_by(studio, worker_id) >= 1, timeout=5)
+    job = studio.enqueue(model="sdxl-late", task={"kind": "image", "prompt": "late"})
+    engine.extra = ("sdxl-late",)  # e.g. the backend finished loading a checkpoint
+    # No heartbeat is due for 30 s: the worker sends one itself before its next claim.
+    await studio.wait_for(lambda: studio.jobs[job].status == "completed", timeout=5)
+    assert "sdxl-late" in studio.workers[worker_id].capabilities["supportedModels"]

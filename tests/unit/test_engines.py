@@ -595,7 +595,7 @@ def test_factory_builds_multi_from_members() -> None:
 
 
 def test_known_engines() -> None:
-    assert KNOWN_ENGINES == ("synthetic", "multi")
+    assert KNOWN_ENGINES == ("a1111", "comfyui", "diffusers", "gradio", "synthetic", "multi")
 
 
 def test_factory_unknown_engine_names_the_key_and_known_names() -> None:

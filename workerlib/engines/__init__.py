@@ -1,55 +1,70 @@
-"""Engines turn a task into a result; ``create_engine`` builds one from its config name."""
+"""Engines turn a task into a result.
+
+``build_engine`` builds the configured engine from the whole config (addresses, tables,
+model_map, models_root); ``create_engine`` builds one by name with default settings.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+from workerlib.engines.a1111 import A1111Engine
 from workerlib.engines.base import (
     BinaryResult,
     CannotServe,
     Engine,
+    EngineConfigError,
     EngineError,
     EngineResult,
     JsonResult,
     ProgressCallback,
 )
+from workerlib.engines.comfyui import ComfyUIEngine
+from workerlib.engines.diffusers import DiffusersEngine
+from workerlib.engines.gradio import GradioEngine
 from workerlib.engines.multi import MultiEngine
 from workerlib.engines.synthetic import SyntheticEngine
+
+if TYPE_CHECKING:  # config imports this package: importing it back at run time would loop
+    from workerlib.config import Config
 
 __all__ = [
     "ENGINE_CONSTRUCTORS",
     "KNOWN_ENGINES",
     "MULTI_ENGINE",
+    "A1111Engine",
     "BinaryResult",
     "CannotServe",
+    "ComfyUIEngine",
+    "DiffusersEngine",
     "Engine",
     "EngineConfigError",
     "EngineError",
     "EngineResult",
+    "GradioEngine",
     "JsonResult",
     "MultiEngine",
     "ProgressCallback",
     "SyntheticEngine",
     "UnknownEngine",
+    "build_engine",
     "create_engine",
 ]
 
 MULTI_ENGINE = "multi"
 
-# One entry per single backend; a new engine only needs a line here.
+# One entry per single backend, built with default settings; a new engine needs a line
+# here and one in _CONFIGURED below.
 ENGINE_CONSTRUCTORS: dict[str, Callable[[], Engine]] = {
+    "a1111": A1111Engine,
+    "comfyui": ComfyUIEngine,
+    "diffusers": DiffusersEngine,
+    "gradio": GradioEngine,
     "synthetic": SyntheticEngine,
 }
 
 KNOWN_ENGINES: tuple[str, ...] = (*sorted(ENGINE_CONSTRUCTORS), MULTI_ENGINE)
-
-
-class EngineConfigError(ValueError):
-    """The configured engine cannot be built; ``key`` is the config key at fault."""
-
-    def __init__(self, message: str, *, key: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 class UnknownEngine(EngineConfigError):
@@ -70,12 +85,8 @@ def _normalise(name: str) -> str:
     return name.strip().lower()
 
 
-def create_engine(name: str, *, members: Sequence[str] = ()) -> Engine:
-    """Build the engine called ``name`` (config key ``engine``).
-
-    ``"multi"`` fronts the engines named in ``members`` (config key ``engines``),
-    each built by this factory; a multi engine cannot contain another one.
-    """
+def _build(name: str, members: Sequence[str], single: Callable[[str, str], Engine]) -> Engine:
+    """``single(normalised_name, original_name)`` builds each single engine."""
     key = _normalise(name)
     if key == MULTI_ENGINE:
         if not members:
@@ -91,12 +102,62 @@ def create_engine(name: str, *, members: Sequence[str] = ()) -> Engine:
                     "engine 'multi' cannot contain another 'multi' engine (config key 'engines')",
                     key="engines",
                 )
-            constructor = ENGINE_CONSTRUCTORS.get(member_key)
-            if constructor is None:
+            if member_key not in ENGINE_CONSTRUCTORS:
                 raise UnknownEngine(member, key="engines")
-            built.append(constructor())
+            built.append(single(member_key, member))
         return MultiEngine(built)
-    constructor = ENGINE_CONSTRUCTORS.get(key)
-    if constructor is None:
+    if key not in ENGINE_CONSTRUCTORS:
         raise UnknownEngine(name)
-    return constructor()
+    return single(key, name)
+
+
+def create_engine(name: str, *, members: Sequence[str] = ()) -> Engine:
+    """Build the engine called ``name`` (config key ``engine``) with default settings.
+
+    ``"multi"`` fronts the engines named in ``members`` (config key ``engines``),
+    each built by this factory; a multi engine cannot contain another one.
+    """
+    return _build(name, members, lambda key, _name: ENGINE_CONSTRUCTORS[key]())
+
+
+def build_engine(config: Config) -> Engine:
+    """Build the configured engine (and a multi engine's members) from the whole config.
+
+    Raises EngineConfigError (UnknownEngine for a bad name) naming the config key at fault.
+    """
+
+    def single(key: str, _name: str) -> Engine:
+        return _CONFIGURED[key](config)
+
+    return _build(config.engine, config.engines, single)
+
+
+def _gradio(config: Config) -> Engine:
+    return GradioEngine(config.gradio_endpoint_url, settings=config.gradio,
+                        model_map=config.model_map)
+
+
+def _a1111(config: Config) -> Engine:
+    return A1111Engine(config.a1111, model_map=config.model_map)
+
+
+def _comfyui(config: Config) -> Engine:
+    return ComfyUIEngine(config.comfyui, model_map=config.model_map)
+
+
+def _diffusers(config: Config) -> Engine:
+    return DiffusersEngine(config.models_root, model_map=config.model_map,
+                           settings=config.diffusers)
+
+
+def _synthetic(_config: Config) -> Engine:
+    return SyntheticEngine()
+
+
+_CONFIGURED: dict[str, Callable[[Config], Engine]] = {
+    "a1111": _a1111,
+    "comfyui": _comfyui,
+    "diffusers": _diffusers,
+    "gradio": _gradio,
+    "synthetic": _synthetic,
+}

@@ -60,11 +60,15 @@ class WorkerLoops:
         self.stop_event = asyncio.Event()
         self.stop_claiming = asyncio.Event()
         self.wake = asyncio.Event()
+        self.heartbeat_now = asyncio.Event()
+        """Set to send a heartbeat at once (the advertised models changed)."""
+        self.heartbeat_sent = asyncio.Event()
         self.idle = asyncio.Event()
         self.job_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._hb_failures = 0
         self._claim_errors = 0
+        self._advertised_models: dict[str, list[str]] | None = None
         self._claim_backoff = Backoff()
         self._ship_backoff = Backoff()
         self._register_backoff = Backoff()
@@ -95,6 +99,7 @@ class WorkerLoops:
                         await job
                 claim_loop.cancel()
         self.stop_event.set()
+        self.heartbeat_now.set()
         for task in self._tasks:
             if task.get_name() != "_ship_loop":
                 task.cancel()
@@ -140,7 +145,11 @@ class WorkerLoops:
                         self.wake.set()
                     self.svc.state.heartbeat_ok()
                 self.svc.publish_status_file(force=True)
-            await wait_event(self.stop_event, cadence.delay(config.heartbeat_interval_secs))
+            self.heartbeat_sent.set()
+            self.heartbeat_now.clear()
+            delay = cadence.delay(config.heartbeat_interval_secs)
+            if await wait_event(self.heartbeat_now, delay):
+                cadence.reset()
 
     async def _try_register(self) -> None:
         if self._register_refused:
@@ -176,12 +185,14 @@ class WorkerLoops:
 
     async def _claim_loop(self) -> None:
         await self.svc.check_backend()
+        await self._advertise_models_if_changed()
         await self.svc.report_journal()
         while not self.stop_claiming.is_set():
             config = self.svc.config
             if self.svc.restart_pending:
                 await self.svc.rebuild_engine()
                 await self.svc.check_backend()
+            await self._advertise_models_if_changed()
             if self._holding_back():
                 self.idle.set()
                 if self.until_idle and not config.auto_enabled:
@@ -224,6 +235,17 @@ class WorkerLoops:
             await asyncio.wait({self.job_task})
             self.job_task = None
             self.svc.publish_status_file()
+
+    async def _advertise_models_if_changed(self) -> None:
+        """The studio matches jobs against the last heartbeat's capabilities: when the
+        engine's models changed (a backend came up, a model was installed), tell it
+        before claiming rather than up to one interval later."""
+        models = self.svc.engine.models_per_kind()
+        if models != self._advertised_models and self._advertised_models is not None:
+            self.heartbeat_sent.clear()
+            self.heartbeat_now.set()
+            await wait_event(self.heartbeat_sent, 5.0)
+        self._advertised_models = models
 
     async def _bad_claim(self, exc: BadClaim) -> None:
         if exc.job_id is None:

@@ -1,0 +1,187 @@
+"""The diffusers engine on the CPU with a tiny, randomly initialised Stable Diffusion
+pipeline that the test builds and saves itself (no download anywhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from workerlib.config import Config
+from workerlib.engines import CannotServe, DiffusersEngine, EngineError, build_engine
+from workerlib.engines.settings import DiffusersSettings
+from workerlib.wire import ImageTask, VideoTask
+
+TINY = "tiny-sd"
+
+# What the libraries say about their own internals is not this test's business.
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+
+
+def save_tiny_pipeline(folder: Path) -> None:
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+        norm_num_groups=8, attention_head_dim=4,
+    )
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=8, sample_size=32,
+    )
+    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, pad_token_id=1, hidden_size=16, intermediate_size=32,
+        num_attention_heads=2, num_hidden_layers=2, vocab_size=64, max_position_embeddings=77,
+    ))
+    # A byte-pair tokenizer over single letters: enough to encode any lowercase prompt.
+    vocab_dir = folder.parent / "vocab"
+    vocab_dir.mkdir(exist_ok=True)
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "!": 1, "<|endoftext|>": 2}
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        vocab.setdefault(letter, len(vocab))
+        vocab.setdefault(letter + "</w>", len(vocab))
+    (vocab_dir / "vocab.json").write_text(json.dumps(vocab))
+    (vocab_dir / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = transformers.CLIPTokenizer(str(vocab_dir / "vocab.json"),
+                                           str(vocab_dir / "merges.txt"), model_max_length=77)
+    pipe = diffusers.StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        scheduler=diffusers.EulerDiscreteScheduler(steps_offset=1), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(folder))
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("models")
+    save_tiny_pipeline(root / TINY)
+    # A folder named like a studio id serves that id without a model_map entry.
+    shutil.copytree(root / TINY, root / "studio-direct")
+    (root / "not-a-pipeline").mkdir()
+    (root / "not-a-pipeline" / "weights.bin").write_bytes(b"\0")
+    yield root
+
+
+@pytest.fixture(autouse=True)
+def _offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The engine sets these for the process; put them back after each test.
+    monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def make_engine(root: Path, **settings: Any) -> DiffusersEngine:
+    return DiffusersEngine(root, model_map={"studio-tiny": TINY, "studio-missing": "nope"},
+                           settings=DiffusersSettings(device="cpu", **settings))
+
+
+def task(**fields: Any) -> ImageTask:
+    values: dict[str, Any] = {"prompt": "a stone golem", "width": 32, "height": 32,
+                              "steps": 2, "seed": 1, "ext": "png"}
+    values.update(fields)
+    return ImageTask(**values)
+
+
+async def test_only_real_pipeline_folders_are_advertised(models_root: Path) -> None:
+    engine = make_engine(models_root)
+    assert await engine.check() is None
+    assert engine.models_per_kind() == {"image": ["studio-direct", "studio-tiny"]}
+
+
+async def test_generate_runs_the_pipeline_with_step_progress(models_root: Path) -> None:
+    engine = build_engine(Config(engine="diffusers", models_root=str(models_root),
+                                 model_map={"studio-tiny": TINY},
+                                 diffusers={"device": "cpu"}))
+    assert isinstance(engine, DiffusersEngine)
+    await engine.start()
+    seen: list[float] = []
+    result = await engine.generate("studio-tiny", task(), seen.append)
+    image = Image.open(io.BytesIO(result.data))  # type: ignore[union-attr]
+    assert (image.format, image.size, result.ext) == ("PNG", (32, 32), "png")  # type: ignore[union-attr]
+    assert seen == [0.0, pytest.approx(0.49), pytest.approx(0.98), 1.0]
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    # Same seed, same image; the pipeline stays loaded between jobs.
+    again = await engine.generate("studio-tiny", task(ext="webp"), lambda _f: None)
+    assert again.ext == "webp"  # type: ignore[union-attr]
+    assert Image.open(io.BytesIO(again.data)).convert("RGB").tobytes() != b""  # type: ignore[union-attr]
+    direct = await engine.generate("studio-direct", task(), lambda _f: None)
+    assert direct.data == result.data  # type: ignore[union-attr]
+    await engine.close()
+
+
+async def test_interrupt_stops_the_pipeline_between_steps(models_root: Path) -> None:
+    engine = make_engine(models_root)
+    loop = asyncio.get_running_loop()
+    first_step = asyncio.Event()
+    seen: list[float] = []
+
+    def progress(value: float) -> None:
+        seen.append(value)
+        if value > 0:
+            loop.call_soon_threadsafe(first_step.set)
+
+    job = asyncio.create_task(engine.generate("studio-tiny", task(steps=500), progress))
+    await asyncio.wait_for(first_step.wait(), 30)
+    await engine.interrupt()
+    with pytest.raises(EngineError, match="interrupted"):
+        await asyncio.wait_for(job, 30)
+    assert len(seen) < 50
+    await engine.close()
+
+
+async def test_a_timed_out_job_stops_and_the_next_one_runs(models_root: Path) -> None:
+    engine = make_engine(models_root)
+    await engine.generate("studio-tiny", task(), lambda _f: None)  # loaded
+    steps: list[float] = []
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(engine.generate("studio-tiny", task(steps=500), steps.append),
+                               0.5)
+    result = await asyncio.wait_for(engine.generate("studio-tiny", task(), lambda _f: None), 30)
+    assert Image.open(io.BytesIO(result.data)).size == (32, 32)  # type: ignore[union-attr]
+    assert len(steps) < 100  # the cut-off job stopped long before its 500 steps
+    await engine.close()
+
+
+async def test_unknown_models_and_other_kinds_cannot_be_served(models_root: Path) -> None:
+    engine = make_engine(models_root)
+    for model in ("studio-missing", "not-a-pipeline", "never-heard-of"):
+        with pytest.raises(CannotServe):
+            await engine.generate(model, task(), lambda _f: None)
+    with pytest.raises(CannotServe):
+        await engine.generate("studio-tiny", VideoTask(prompt="x"), lambda _f: None)
+
+
+async def test_a_size_the_pipeline_refuses_is_not_retryable(models_root: Path) -> None:
+    engine = make_engine(models_root)
+    with pytest.raises(EngineError) as info:
+        await engine.generate("studio-tiny", task(width=30), lambda _f: None)
+    assert info.value.retryable is False and "divisible by 8" in str(info.value)
+    await engine.close()
+
+
+async def test_a_broken_pipeline_folder_fails_without_downloading(
+    models_root: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(models_root / TINY, root / TINY)
+    for weights in (root / TINY / "unet").glob("diffusion_pytorch_model*"):
+        weights.unlink()
+    engine = make_engine(root)
+    assert engine.models_per_kind() == {"image": ["studio-tiny"]}
+    with pytest.raises(EngineError) as info:
+        await asyncio.wait_for(engine.generate("studio-tiny", task(), lambda _f: None), 60)
+    assert "cannot be loaded" in str(info.value) and info.value.retryable is True
+    await engine.close()
