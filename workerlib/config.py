@@ -37,6 +37,7 @@ from workerlib.engines.settings import (
     ComfyUISettings,
     DiffusersSettings,
     GradioSettings,
+    SyntheticSettings,
 )
 from workerlib.errors import ConfigError
 
@@ -121,6 +122,9 @@ class Config(BaseModel):
     job_timeout_secs: float = _field(
         600.0, "A job running longer than this is stopped and handed back to the studio.",
         "Engine", ge=1, le=86400,
+    )
+    synthetic: SyntheticSettings = _field(
+        SyntheticSettings(), "Settings of the synthetic engine.", "Engine"
     )
     gradio: GradioSettings = _field(
         GradioSettings(), "Settings of the gradio engine.", "Engine"

@@ -81,7 +81,8 @@ def user_name() -> str:
 def _engine_settings(config: Config) -> tuple[Any, ...]:
     """What the engine is built from: a change rebuilds it after the running job."""
     return (config.engine, config.engines, config.gradio_endpoint_url, config.models_root,
-            config.model_map, config.gradio, config.a1111, config.comfyui, config.diffusers)
+            config.model_map, config.synthetic, config.gradio, config.a1111, config.comfyui,
+            config.diffusers)
 
 
 class WorkerService:

@@ -137,12 +137,9 @@ async def test_kill_9_mid_job_is_reported_on_restart(studio: Any, tmp_path: Path
     ConfigStore(config).update({
         "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP,
         "heartbeat_interval_secs": 0.5, "claim_interval_secs": 0.3,
-        "auto_update_enabled": False, "engine": "synthetic",
+        "auto_update_enabled": False, "engine": "synthetic", "synthetic.delay_secs": 60,
     })
-    # A video job with a long simulated run keeps the engine busy long enough to kill it.
-    job = studio.enqueue(model="synthetic-video",
-                         task={"kind": "video", "prompt": "slow", "seconds": 600,
-                               "width": 4096, "height": 4096})
+    job = studio.enqueue(model="synthetic", task={"kind": "image", "prompt": "slow"})
     log = tmp_path / "worker.log"
     worker = _spawn_worker(config, log)
     try:

@@ -150,8 +150,8 @@ def _diffusers(config: Config) -> Engine:
                            settings=config.diffusers)
 
 
-def _synthetic(_config: Config) -> Engine:
-    return SyntheticEngine()
+def _synthetic(config: Config) -> Engine:
+    return SyntheticEngine(delay_secs=config.synthetic.delay_secs)
 
 
 _CONFIGURED: dict[str, Callable[[Config], Engine]] = {

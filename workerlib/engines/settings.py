@@ -12,6 +12,13 @@ class _Table(BaseModel):
     model_config = ConfigDict(extra="ignore", validate_assignment=True)
 
 
+class SyntheticSettings(_Table):
+    delay_secs: float = Field(
+        0.0, ge=0, le=3600,
+        description="Seconds each synthetic job takes, to watch the pipeline at work.",
+    )
+
+
 class GradioSettings(_Table):
     api_name: str = Field("/predict", description="Gradio endpoint to call (api_name).")
     arg_order: list[str] = Field(
