@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo lint soak
+.PHONY: test demo lint soak bench
 
 test:
 	scripts/test
@@ -14,6 +14,10 @@ demo:
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# Each benchmark side by side with a baseline; writes docs/BENCHMARKS.md.
+bench:
+	$(PY) -m bench.run
 
 # 10 000 synthetic jobs through the local studio: memory growth, fds, queue bounds.
 soak:
