@@ -175,6 +175,11 @@ def cmd_status(paths: Paths) -> int:
         print(f"job:        {job['job_id']} {job['kind']} · {job['model']}{progress} — "
               f"{job['prompt_preview']}")
     print(f"jobs:       {live['jobs_completed']} completed, {live['jobs_failed']} failed")
+    if live.get("backend_problem"):
+        print(f"engine:     not claiming — {live['backend_problem']}")
+    if live.get("cooldown_until"):
+        left = max(0.0, float(live["cooldown_until"]) - time.time())
+        print(f"cool-down:  not claiming for another {left:.0f} s after repeated failures")
     if live.get("last_error"):
         print(f"problem:    {live['last_error']}")
     return EXIT_OK
