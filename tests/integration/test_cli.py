@@ -251,3 +251,25 @@ def test_a_second_run_with_the_same_config_is_refused(tmp_path: Path) -> None:
         assert first.wait(timeout=15) == 0
     # The lock went with the process: a new run may start.
     assert not (tmp_path / ".c.d" / "state" / "instance.json").exists()
+
+
+async def test_status_shows_why_a_running_worker_holds_back(
+    studio: Any, make_service: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workerlib.engines.synthetic import SyntheticEngine
+
+    class Offline(SyntheticEngine):
+        async def check(self) -> str | None:
+            return "ComfyUI at http://127.0.0.1:8188 is not answering"
+
+    service = await make_service(engine=Offline())
+    await service.start()
+    await studio.wait_for(lambda: service.status().label == "Engine offline", timeout=5)
+    await studio.wait_for(lambda: service.paths.status_file.exists(), timeout=5)
+    service.publish_status_file(force=True)
+    from workerlib.cli import cmd_status
+
+    assert cmd_status(service.paths) == 0
+    out = capsys.readouterr().out
+    assert "Engine offline" in out
+    assert "not claiming — ComfyUI at http://127.0.0.1:8188 is not answering" in out
