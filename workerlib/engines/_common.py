@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import json
 import math
@@ -333,6 +334,60 @@ class HttpBackend:
                 f"{self.label} answered {what} with something that is not JSON: "
                 f"{_short(body.decode('utf-8', 'replace')) or '(empty)'}"
             ) from None
+
+
+class CheckpointBackend(HttpBackend):
+    """A web UI that serves image jobs on installed checkpoints (AUTOMATIC1111, ComfyUI).
+
+    Advertises only the studio ids in model_map whose checkpoint the backend really has;
+    subclasses say how to list them in ``_refresh_models``.
+    """
+
+    def __init__(self, url: str, *, timeout_secs: float,
+                 model_map: Mapping[str, str] | None) -> None:
+        super().__init__(url, timeout_secs=timeout_secs)
+        self._model_map = dict(model_map or {})
+        # studio model id -> the checkpoint, as the backend names it.
+        self._checkpoints: dict[str, str] = {}
+        self._checked = False
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    async def _refresh_models(self) -> None:
+        raise NotImplementedError
+
+    def models_per_kind(self) -> dict[str, list[str]]:
+        return {"image": sorted(self._checkpoints)} if self._checkpoints else {}
+
+    async def start(self) -> None:
+        self.session()
+        # Best effort, so the models are known when the worker registers; check() reports
+        # a backend that does not answer.
+        with contextlib.suppress(EngineError, TimeoutError):
+            await asyncio.wait_for(self._refresh_models(), START_PROBE_SECS)
+
+    async def close(self) -> None:
+        await self.close_session()
+
+    async def check(self) -> str | None:
+        try:
+            await self._refresh_models()
+        except EngineError as exc:
+            # Unknown rather than absent: a job now asks the backend again (and fails
+            # retryably while it is down) instead of being refused for good.
+            self._checkpoints = {}
+            self._checked = False
+            return str(exc)
+        if not self._model_map:
+            return (f"the {self.name} engine has no models: map studio model ids to "
+                    "checkpoint files in model_map")
+        if not self._checkpoints:
+            wanted = describe_names(self._model_map.values())
+            return (f"none of the checkpoints in model_map is installed in {self.label} at "
+                    f"{self.url} (looked for: {wanted})")
+        return None
 
 
 async def _read_limited(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:

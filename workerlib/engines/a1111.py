@@ -8,13 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from workerlib.engines._common import (
-    START_PROBE_SECS,
-    HttpBackend,
+    CheckpointBackend,
     HttpStatusError,
     Progress,
     checked_url,
     decode_base64_image,
-    describe_names,
     expect,
     image_result,
     match_name,
@@ -32,7 +30,7 @@ PROGRESS_POLL_SECS = 0.5
 INTERRUPT_TIMEOUT_SECS = 5.0
 
 
-class A1111Engine(HttpBackend):
+class A1111Engine(CheckpointBackend):
     """Image jobs on the checkpoints model_map names that the web UI really has installed."""
 
     label = "AUTOMATIC1111"
@@ -46,12 +44,8 @@ class A1111Engine(HttpBackend):
     ) -> None:
         self.settings = settings or A1111Settings()
         url = checked_url(self.settings.url, "a1111.url", "the AUTOMATIC1111 web UI")
-        super().__init__(url, timeout_secs=self.settings.timeout_secs)
-        self._model_map = dict(model_map or {})
+        super().__init__(url, timeout_secs=self.settings.timeout_secs, model_map=model_map)
         self._poll_secs = poll_secs
-        # studio model id -> the checkpoint's title, as the web UI names it.
-        self._checkpoints: dict[str, str] = {}
-        self._checked = False
         # True from a job's start until it ends by itself: a job cut off by the worker
         # (timeout, shutdown) may still run in the web UI, and interrupt() must reach it.
         self._unfinished = False
@@ -59,37 +53,6 @@ class A1111Engine(HttpBackend):
     @property
     def name(self) -> str:
         return "a1111"
-
-    def models_per_kind(self) -> dict[str, list[str]]:
-        return {"image": sorted(self._checkpoints)} if self._checkpoints else {}
-
-    async def start(self) -> None:
-        self.session()
-        # Best effort, so the models are known when the worker registers; check() reports
-        # a backend that does not answer.
-        with contextlib.suppress(EngineError, TimeoutError):
-            await asyncio.wait_for(self._refresh_models(), START_PROBE_SECS)
-
-    async def close(self) -> None:
-        await self.close_session()
-
-    async def check(self) -> str | None:
-        try:
-            await self._refresh_models()
-        except EngineError as exc:
-            # Unknown rather than absent: a job now asks the backend again (and fails
-            # retryably while it is down) instead of being refused for good.
-            self._checkpoints = {}
-            self._checked = False
-            return str(exc)
-        if not self._model_map:
-            return ("the a1111 engine has no models: map studio model ids to checkpoint "
-                    "files in model_map")
-        if not self._checkpoints:
-            wanted = describe_names(self._model_map.values())
-            return (f"none of the checkpoints in model_map is installed in {self.label} at "
-                    f"{self.url} (looked for: {wanted})")
-        return None
 
     async def _refresh_models(self) -> None:
         try:

@@ -16,12 +16,10 @@ from typing import Any
 import aiohttp
 
 from workerlib.engines._common import (
-    START_PROBE_SECS,
-    HttpBackend,
+    CheckpointBackend,
     HttpStatusError,
     Progress,
     checked_url,
-    describe_names,
     expect,
     image_result,
     match_name,
@@ -177,7 +175,7 @@ def checkpoint_names(reply: Any) -> list[str] | None:
     return None
 
 
-class ComfyUIEngine(HttpBackend):
+class ComfyUIEngine(CheckpointBackend):
     """Image jobs on the checkpoints model_map names that ComfyUI really has."""
 
     label = "ComfyUI"
@@ -191,52 +189,18 @@ class ComfyUIEngine(HttpBackend):
     ) -> None:
         self.settings = settings or ComfyUISettings()
         url = checked_url(self.settings.url, "comfyui.url", "ComfyUI")
-        super().__init__(url, timeout_secs=self.settings.timeout_secs)
+        super().__init__(url, timeout_secs=self.settings.timeout_secs, model_map=model_map)
         if workflow is not None:
             self.workflow = validate_workflow(dict(workflow), "the ComfyUI workflow")
         elif self.settings.workflow_file.strip():
             self.workflow = load_workflow(self.settings.workflow_file.strip())
         else:
             self.workflow = DEFAULT_WORKFLOW
-        self._model_map = dict(model_map or {})
-        self._checkpoints: dict[str, str] = {}
-        self._checked = False
         self._prompt_id: str | None = None
 
     @property
     def name(self) -> str:
         return "comfyui"
-
-    def models_per_kind(self) -> dict[str, list[str]]:
-        return {"image": sorted(self._checkpoints)} if self._checkpoints else {}
-
-    async def start(self) -> None:
-        self.session()
-        # Best effort, so the models are known when the worker registers; check() reports
-        # a backend that does not answer.
-        with contextlib.suppress(EngineError, TimeoutError):
-            await asyncio.wait_for(self._refresh_models(), START_PROBE_SECS)
-
-    async def close(self) -> None:
-        await self.close_session()
-
-    async def check(self) -> str | None:
-        try:
-            await self._refresh_models()
-        except EngineError as exc:
-            # Unknown rather than absent: a job now asks the backend again (and fails
-            # retryably while it is down) instead of being refused for good.
-            self._checkpoints = {}
-            self._checked = False
-            return str(exc)
-        if not self._model_map:
-            return ("the comfyui engine has no models: map studio model ids to checkpoint "
-                    "files in model_map")
-        if not self._checkpoints:
-            wanted = describe_names(self._model_map.values())
-            return (f"none of the checkpoints in model_map is installed in {self.label} at "
-                    f"{self.url} (looked for: {wanted})")
-        return None
 
     async def _refresh_models(self) -> None:
         reply = await self.request_json("GET", "/object_info/CheckpointLoaderSimple",
