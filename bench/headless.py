@@ -129,7 +129,11 @@ async def _pickup(samples: int, interval: float, bare: bool) -> list[float]:
     studio = DevStudio(bootstrap_token=TOKEN)
     url = await studio.start()
     latencies: list[float] = []
-    rng = random.Random(7)
+    # Stratified arrivals: after a job the poller claims again at once, then waits the
+    # interval, so a job queued d seconds after the last one finished waits
+    # interval - d. Offsets spread evenly over the interval sample every phase once.
+    offsets = [(i + 0.5) / samples * interval for i in range(samples)]
+    random.Random(7).shuffle(offsets)
     with tempfile.TemporaryDirectory() as tmp:
         if bare:
             task = asyncio.create_task(_bare_poller(url, interval))
@@ -144,8 +148,10 @@ async def _pickup(samples: int, interval: float, bare: bool) -> list[float]:
             await service.register()
             await service.start()
         await asyncio.sleep(interval + 1)
-        for _ in range(samples):
-            await asyncio.sleep(rng.uniform(0, interval))
+        primer = studio.enqueue(model="synthetic", task=TASK)
+        await studio.wait_for(lambda: studio.jobs[primer].status == "completed", interval * 3)
+        for offset in offsets:
+            await asyncio.sleep(offset)
             queued = time.time()
             job = studio.enqueue(model="synthetic", task=TASK)
             await studio.wait_for(lambda j=job: studio.jobs[j].claimed_at is not None,
