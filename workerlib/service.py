@@ -545,7 +545,6 @@ class WorkerService:
                         log.exception("an event listener failed on a %s event", event.kind)
                     finally:
                         self._in_listener_error = False
-        self._status_published = 0.0
 
     def _on_log_line(self, line: LogLine) -> None:
         self._emit(Event("log", line))

@@ -288,10 +288,12 @@ class SyntheticEngine:
         pause = self._delay_secs / _PROGRESS_STEPS
         progress(0.0)
         for step in range(1, _PROGRESS_STEPS):
-            await asyncio.sleep(pause)
+            if pause > 0:
+                await asyncio.sleep(pause)
             progress(step / _PROGRESS_STEPS)
         result = await asyncio.to_thread(work)
-        await asyncio.sleep(pause)
+        if pause > 0:
+            await asyncio.sleep(pause)
         progress(1.0)
         return result
 

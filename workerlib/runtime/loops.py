@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -267,9 +268,14 @@ class WorkerLoops:
         log_claim.info("claimed job %s (%s · %s, %.1f GB)", job_id, task.kind, claim.model,
                        claim.vram_gb_estimate, extra=extra)
         loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
 
         def progress(fraction: float) -> None:
-            loop.call_soon_threadsafe(svc.state.job_progress, job_id, fraction)
+            # Engines report from their worker threads or from the loop itself.
+            if threading.get_ident() == loop_thread:
+                svc.state.job_progress(job_id, fraction)
+            else:
+                loop.call_soon_threadsafe(svc.state.job_progress, job_id, fraction)
 
         started = time.monotonic()
         limit = svc.config.job_timeout_secs
