@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo lint soak bench
+.PHONY: test demo lint soak bench bundle
 
 test:
 	scripts/test
@@ -22,3 +22,8 @@ bench:
 # 10 000 synthetic jobs through the local studio: memory growth, fds, queue bounds.
 soak:
 	$(PY) bench/soak.py --jobs 10000
+
+# The desktop bundle (one-folder) and its smoke tests.
+bundle:
+	scripts/build-bundle onedir
+	STUDIO_WORKER_BUNDLE=dist/onedir/StudioWorker/StudioWorker $(PY) -m pytest tests/bundle -q

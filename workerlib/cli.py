@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from workerlib import __version__
+from workerlib import __version__, updater
 from workerlib.config import Config, ConfigStore, field_infos, get_value, mask_secret
 from workerlib.errors import ConfigError, StudioAuthError, StudioError, WorkerError
 from workerlib.instance import InstanceLock, describe_holder
@@ -74,8 +74,13 @@ async def _run_locked(paths: Paths, drain_secs: float | None,
         stop = asyncio.Event()
         install_signal_handlers(stop.set)
         await service.start()
-        await stop.wait()
-        logging.getLogger("workerlib.worker").info("stopping (signal received)")
+        waits = [asyncio.create_task(stop.wait()),
+                 asyncio.create_task(service.restart_requested.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        reason = "signal received" if stop.is_set() else "restarting into the update"
+        logging.getLogger("workerlib.worker").info("stopping (%s)", reason)
         return EXIT_OK
     finally:
         await service.close(drain_secs)
@@ -207,7 +212,7 @@ def cmd_config(paths: Paths, show_secrets: bool) -> int:
     return EXIT_OK
 
 
-def cmd_check_update(paths: Paths) -> int:
+def cmd_check_update(paths: Paths, apply: bool = False) -> int:
     import aiohttp
 
     from workerlib.update import check_for_update
@@ -218,11 +223,26 @@ def cmd_check_update(paths: Paths) -> int:
         async with aiohttp.ClientSession() as session:
             info = await check_for_update(session, config.auto_update_feed,
                                           allow_prerelease=config.auto_update_prerelease)
-        if info.error:
-            _err(info.describe())
-            return EXIT_ERROR
-        print(info.describe())
-        return EXIT_OK
+            if info.error:
+                _err(info.describe())
+                return EXIT_ERROR
+            print(info.describe(), flush=True)
+            if not (apply and info.available):
+                return EXIT_OK
+            try:
+                release = await updater.fetch_latest(
+                    session, config.auto_update_feed,
+                    allow_prerelease=config.auto_update_prerelease)
+            except updater.UpdateError as exc:
+                _err(str(exc))
+                return EXIT_ERROR
+            # A worker running from this bundle keeps its old code until it restarts.
+            outcome = await updater.apply_update(session, release,
+                                                 updater.detect_installation(),
+                                                 can_start=lambda: True)
+        failed = outcome.status is updater.UpdateStatus.FAILED
+        print(outcome.message, file=sys.stderr if failed else sys.stdout, flush=True)
+        return EXIT_ERROR if failed else EXIT_OK
 
     return asyncio.run(go())
 
@@ -313,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     thr.add_argument("gb", type=float, metavar="GB")
     cfg = sub.add_parser("config", help="print the config file's path and settings")
     cfg.add_argument("--show-secrets", action="store_true", help="print tokens unmasked")
-    sub.add_parser("check-update", help="check the release feed for a newer version")
+    chk = sub.add_parser("check-update", help="check the release feed for a newer version")
+    chk.add_argument("--apply", action="store_true",
+                     help="install it when this is the desktop bundle, then run it")
     svc = sub.add_parser("install-service",
                          help="run the headless worker at login in your session "
                               "(systemd user unit / launchd agent / scheduled task)")
@@ -337,12 +359,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.headless and command not in ("run", "demo"):
         parser.error("--headless goes with no command, `run` or `demo`")
     paths = resolve_paths(args.config)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
     try:
+        if command in ("run", "ui"):
+            updater.cleanup_previous()  # what the last self-update left behind
         if command == "run":
             drain = getattr(args, "drain_secs", None)
-            return asyncio.run(run_headless(paths, drain_secs=drain))
+            code = asyncio.run(run_headless(paths, drain_secs=drain))
+            updater.restart_if_pending(argv_list)
+            return code
         if command == "ui":
-            return cmd_ui(paths, args)
+            code = cmd_ui(paths, args)
+            updater.restart_if_pending(argv_list)
+            return code
         if command == "register":
             return cmd_register(paths, args.bootstrap_token, args.api_base_url)
         if command == "status":
@@ -358,7 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "config":
             return cmd_config(paths, args.show_secrets)
         if command == "check-update":
-            return cmd_check_update(paths)
+            code = cmd_check_update(paths, args.apply)
+            updater.restart_if_pending(argv_list)
+            return code
         if command in ("install-service", "uninstall-service"):
             return cmd_service(paths, command == "install-service",
                                start=not getattr(args, "no_start", False))

@@ -52,6 +52,14 @@ from workerlib.runtime.state import (
 )
 from workerlib.runtime.timing import Backoff
 from workerlib.update import check_for_update
+from workerlib.updater import (
+    UpdateError,
+    UpdateOutcome,
+    UpdateStatus,
+    apply_update,
+    detect_installation,
+    fetch_latest,
+)
 from workerlib.wire import Capabilities, build_capabilities
 
 log = get_logger("worker")
@@ -115,6 +123,9 @@ class WorkerService:
         self.loops: WorkerLoops | None = None
         self._config: Config | None = None
         self.restart_pending = False
+        self.installation = detect_installation()
+        self.restart_requested = asyncio.Event()
+        """Set once an update is installed: stop, close, then updater.restart_if_pending."""
         self._handlers: list[logging.Handler] = [
             WorkerLogHandler(self.ring, self.ship_queue, self._on_log_line)
         ]
@@ -444,6 +455,22 @@ class WorkerService:
                                       allow_prerelease=config.auto_update_prerelease)
         self.state.set_update(info)
         return info
+
+    async def apply_update(self, can_start: Callable[[], bool]) -> UpdateOutcome:
+        """Install the newest release over this bundle when it is newer (see updater)."""
+        assert self._session is not None
+        config = self.config
+        try:
+            release = await fetch_latest(self._session, config.auto_update_feed,
+                                         allow_prerelease=config.auto_update_prerelease)
+        except UpdateError as exc:
+            return UpdateOutcome(UpdateStatus.FAILED, __version__, None,
+                                 f"update check failed: {exc}")
+        outcome = await apply_update(self._session, release, self.installation,
+                                     can_start=can_start)
+        if outcome.restart:
+            self.restart_requested.set()
+        return outcome
 
     # -- snapshots ------------------------------------------------------------------------
     def status(self) -> StatusSnapshot:

@@ -623,7 +623,12 @@ def restart_if_pending(argv: Sequence[str]) -> None:
     """After a clean shutdown: start the freshly installed version with ``argv``."""
     if _pending_restart is not None:
         log.info("restarting into the new version")
-        restart(_pending_restart, argv)
+        try:
+            restart(_pending_restart, argv)
+        except OSError as exc:  # the new version is installed: the next start uses it
+            print(f"studio-worker: could not start {_pending_restart.executable} "
+                  f"({exc.strerror or exc}); start it again", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ every step (download, checksum, unpack, --version check, swap, restart) runs for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -26,6 +27,7 @@ import pytest
 from aiohttp import web
 
 from workerlib import updater
+from workerlib.service import WorkerService
 from workerlib.update import Release, parse_version
 from workerlib.updater import (
     ARTEFACTS,
@@ -681,3 +683,74 @@ async def test_apply_and_restart_into_the_new_version(feed: FeedServer, tmp_path
     # The next start of the new version clears what the update left.
     cleanup_previous(Installation("onefile", exe, exe, LINUX))
     assert sorted(p.name for p in folder.iterdir()) == ["StudioWorker"]
+
+
+# -- wired into the worker: applied between jobs, then the worker asks to restart ----------------
+WIRED = hasattr(WorkerService, "apply_update")
+
+
+@pytest.mark.skipif(not WIRED, reason="the updater is not wired into the worker loops yet")
+async def test_worker_applies_between_jobs_and_asks_to_restart(
+    make_service: Any, studio: Any, feed: FeedServer, tmp_path: Path
+) -> None:
+    feed.release("v9.0.0", linux_release("9.0.0"))
+    service = await make_service(auto_update_enabled=True,
+                                 auto_update_feed=f"{feed.url}/releases")
+    inst = onefile(tmp_path)
+    service.installation = inst
+    for _ in range(5):
+        studio.enqueue(model="synthetic", prompt="a lighthouse")
+    loops = await service.start()
+    await asyncio.wait_for(service.restart_requested.wait(), 30)
+    # Claiming stopped for good, and no job was running when the bundle was swapped.
+    assert loops.claim_task().done()
+    assert loops.job_task is None
+    assert "claimed" not in {job.status for job in studio.jobs.values()}
+    assert await run_version(inst.executable) == "studio-worker 9.0.0"
+    assert updater.pending_restart() == inst
+
+
+def cli_has_apply() -> bool:
+    from workerlib.cli import build_parser
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            build_parser().parse_args(["check-update", "--apply"])
+        except SystemExit:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not cli_has_apply(), reason="no `check-update --apply` yet")
+async def test_cli_apply_from_a_pip_install_says_upgrade_with_pip(
+    feed: FeedServer, tmp_path: Path
+) -> None:
+    from workerlib import __version__
+    from workerlib.config import ConfigStore
+
+    feed.release("v9.0.0", linux_release("9.0.0"))
+    config = tmp_path / "config.toml"
+    ConfigStore(config).update({"auto_update_feed": f"{feed.url}/releases"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workerlib", "--config", str(config), "check-update", "--apply",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().splitlines() == [
+        f"update available: {__version__} -> 9.0.0",
+        f"update available: {__version__} -> 9.0.0: upgrade with pip "
+        "(pip install --upgrade studio-worker)"]
+    assert feed.downloads == 0
+
+
+def test_a_failed_restart_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "gone" / "StudioWorker"
+    monkeypatch.setattr(updater, "_pending_restart",
+                        Installation("onefile", missing, missing, LINUX))
+    with pytest.raises(SystemExit) as exit_info:
+        updater.restart_if_pending(["run"])
+    assert exit_info.value.code == 1
+    assert f"could not start {missing}" in capsys.readouterr().err
+    updater._pending_restart = None
+    updater.restart_if_pending(["run"])  # nothing pending: returns

@@ -18,6 +18,7 @@ from workerlib.errors import BadClaim, StudioAuthError, StudioError, StudioHTTPE
 from workerlib.logs import get_logger
 from workerlib.runtime.journal import RESTARTED_REASON
 from workerlib.runtime.timing import Backoff, Cadence, wait_event
+from workerlib.updater import UpdateStatus
 from workerlib.wire import JobClaim, task_prompt
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class WorkerLoops:
         self._register_backoff = Backoff()
         self._register_refused = False
         self._last_update_check = 0.0
+        self._update_ready = False
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -190,6 +192,9 @@ class WorkerLoops:
         await self.svc.report_journal()
         while not self.stop_claiming.is_set():
             config = self.svc.config
+            # Updates are applied here, between jobs: nothing is claimed meanwhile.
+            if self._update_ready and await self._apply_update():
+                return
             if self.svc.restart_pending:
                 await self.svc.rebuild_engine()
                 await self.svc.check_backend()
@@ -412,7 +417,19 @@ class WorkerLoops:
                 info = await self.svc.check_update()
                 level = logging.WARNING if info.error else logging.INFO
                 log_update.log(level, "%s", info.describe())
+                if info.available and not info.error:
+                    self._update_ready = True
+                    self.wake.set()
             await wait_event(self.stop_event, UPDATE_TICK_SECS)
+
+    async def _apply_update(self) -> bool:
+        """Install the available update; True when the worker must restart into it."""
+        self._update_ready = False
+        outcome = await self.svc.apply_update(lambda: not self.stop_claiming.is_set())
+        level = {UpdateStatus.FAILED: logging.WARNING,
+                 UpdateStatus.UP_TO_DATE: logging.DEBUG}.get(outcome.status, logging.INFO)
+        log_update.log(level, "%s", outcome.message)
+        return outcome.restart
 
 
 __all__ = ["RESTARTED_REASON", "SHUTDOWN_REASON", "WorkerLoops"]
