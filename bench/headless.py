@@ -72,28 +72,36 @@ async def _worker_jobs_per_sec(url: str, jobs: int, **config: object) -> float:
     return jobs / elapsed
 
 
+UA = {"User-Agent": "studio-worker/bench"}
+BARE_CAPS = {"machineName": "bench", "username": "bench", "agentVersion": "0",
+             "engine": "bare", "vramTotalGb": 0, "vramThresholdGb": 12.0, "autoEnabled": True,
+             "autoStart": True, "supportedModels": ["synthetic"], "taskKinds": ["image"],
+             "supportedModelsPerKind": {"image": ["synthetic"]}}
+
+
+async def _bare_register(session: aiohttp.ClientSession,
+                         url: str) -> tuple[str, str, dict[str, str]]:
+    """Register and heartbeat once, as any client must: (api root, worker id, auth)."""
+    api = url + "/graphics/api"
+    async with session.post(api + "/workers/register", json={
+            "bootstrapToken": TOKEN, "capabilities": BARE_CAPS},
+            headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+        reg = await resp.json()
+    auth = {"Authorization": f"Bearer {reg['authToken']}"}
+    async with session.post(f"{api}/workers/{reg['workerId']}/heartbeat",
+                            json={"capabilities": BARE_CAPS}, headers=auth) as resp:
+        resp.raise_for_status()
+    return api, reg["workerId"], auth
+
+
 async def _bare_jobs_per_sec(url: str, jobs: int) -> float:
     """A bare keep-alive client: claim, upload a ready result, repeat."""
     admin(url, "/admin/jobs", {"model": "synthetic", "count": jobs, "task": TASK})
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), (10, 20, 30)).save(buf, "PNG")
     png = buf.getvalue()
-    caps = {"machineName": "bench", "username": "bench", "agentVersion": "0", "engine": "bare",
-            "vramTotalGb": 0, "vramThresholdGb": 12.0, "autoEnabled": True, "autoStart": True,
-            "supportedModels": ["synthetic"], "taskKinds": ["image"],
-            "supportedModelsPerKind": {"image": ["synthetic"]}}
-    ua = {"User-Agent": "studio-worker/bench"}
-    api = url + "/graphics/api"
-    async with aiohttp.ClientSession(headers=ua) as session:
-        async with session.post(api + "/workers/register", json={
-                "bootstrapToken": TOKEN, "capabilities": caps},
-                headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
-            reg = await resp.json()
-        auth = {"Authorization": f"Bearer {reg['authToken']}"}
-        wid = reg["workerId"]
-        async with session.post(f"{api}/workers/{wid}/heartbeat", json={"capabilities": caps},
-                                headers=auth) as resp:
-            resp.raise_for_status()
+    async with aiohttp.ClientSession(headers=UA) as session:
+        api, wid, auth = await _bare_register(session, url)
         done = 0
         started = time.perf_counter()
         while done < jobs:
@@ -168,21 +176,8 @@ async def _pickup(samples: int, interval: float, bare: bool) -> list[float]:
 
 async def _bare_poller(url: str, interval: float) -> None:
     """What every polling worker does: claim, and sleep the interval after a 204."""
-    api = url + "/graphics/api"
-    caps = {"machineName": "b", "username": "b", "agentVersion": "0", "engine": "bare",
-            "vramTotalGb": 0, "vramThresholdGb": 12.0, "autoEnabled": True, "autoStart": True,
-            "supportedModels": ["synthetic"], "taskKinds": ["image"],
-            "supportedModelsPerKind": {"image": ["synthetic"]}}
-    ua = {"User-Agent": "studio-worker/bench"}
-    async with aiohttp.ClientSession(headers=ua) as session:
-        async with session.post(api + "/workers/register", json={
-                "bootstrapToken": TOKEN, "capabilities": caps},
-                headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
-            reg = await resp.json()
-        auth = {"Authorization": f"Bearer {reg['authToken']}"}
-        wid = reg["workerId"]
-        await session.post(f"{api}/workers/{wid}/heartbeat", json={"capabilities": caps},
-                           headers=auth)
+    async with aiohttp.ClientSession(headers=UA) as session:
+        api, wid, auth = await _bare_register(session, url)
         while True:
             async with session.post(f"{api}/workers/{wid}/claim", headers=auth) as resp:
                 if resp.status == 204:

@@ -74,29 +74,14 @@ class AutostartBackend(ABC):
         return "updated" if current else "added"
 
 
-class XdgAutostart(AutostartBackend):
-    name = "xdg"
+class _FileEntry(AutostartBackend):
+    """An entry that is one file (XDG .desktop, launchd plist), written atomically."""
 
-    def __init__(self, config_home: Path | None = None) -> None:
-        base = config_home or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-        self.path = base / "autostart" / f"{APP_ID}.desktop"
+    path: Path
 
     @property
     def location(self) -> str:
         return str(self.path)
-
-    def render(self, command: list[str]) -> str:
-        return "\n".join([
-            "[Desktop Entry]",
-            "Type=Application",
-            "Name=Studio Worker",
-            "Comment=Lend your GPU to the minis.gg studio",
-            f"Exec={shlex.join(command)}",
-            "Icon=studio-worker",
-            "Terminal=false",
-            "X-GNOME-Autostart-enabled=true",
-            "",
-        ])
 
     def read(self) -> str | None:
         try:
@@ -114,33 +99,39 @@ class XdgAutostart(AutostartBackend):
         self.path.unlink(missing_ok=True)
 
 
-class MacLaunchAgent(AutostartBackend):
+class XdgAutostart(_FileEntry):
+    name = "xdg"
+
+    def __init__(self, config_home: Path | None = None) -> None:
+        base = config_home or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        self.path = base / "autostart" / f"{APP_ID}.desktop"
+
+    def render(self, command: list[str]) -> str:
+        return "\n".join([
+            "[Desktop Entry]",
+            "Type=Application",
+            "Name=Studio Worker",
+            "Comment=Lend your GPU to the minis.gg studio",
+            f"Exec={shlex.join(command)}",
+            "Icon=studio-worker",
+            "Terminal=false",
+            "X-GNOME-Autostart-enabled=true",
+            "",
+        ])
+
+
+
+class MacLaunchAgent(_FileEntry):
     name = "launchd"
 
     def __init__(self, home: Path | None = None) -> None:
         self.path = (home or Path.home()) / "Library" / "LaunchAgents" / f"{MAC_LABEL}.plist"
-
-    @property
-    def location(self) -> str:
-        return str(self.path)
 
     def render(self, command: list[str]) -> str:
         plist = {"Label": MAC_LABEL, "ProgramArguments": command, "RunAtLoad": True,
                  "ProcessType": "Interactive"}
         return plistlib.dumps(plist).decode("utf-8")
 
-    def read(self) -> str | None:
-        try:
-            return self.path.read_text("utf-8")
-        except OSError:
-            return None
-
-    def write(self, entry: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(entry, encoding="utf-8")
-
-    def delete(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 class WindowsRunKey(AutostartBackend):
