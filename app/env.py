@@ -31,7 +31,7 @@ def headless_reason(
     return "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
 
 
-def configure_kivy() -> None:
+def configure_kivy(*, hidden: bool = False) -> None:
     """Settings that must be in place before kivy.core.window or kivymd is imported."""
     # Kivy must not parse the worker's command line, nor take over its logging.
     os.environ.setdefault("KIVY_NO_ARGS", "1")
@@ -46,3 +46,4 @@ def configure_kivy() -> None:
     Config.set("graphics", "minimum_height", str(MIN_WINDOW_SIZE[1]))
     Config.set("kivy", "exit_on_escape", "0")
     Config.set("input", "mouse", "mouse,disable_multitouch")
+    Config.set("graphics", "window_state", "hidden" if hidden else "visible")

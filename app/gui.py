@@ -7,10 +7,12 @@ Importing this module imports kivymd, which opens the window: call
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kivy.clock import Clock, ClockEvent
 from kivy.core.window import Window
@@ -21,11 +23,15 @@ from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.tab import MDTabsItem
 
 from app import widgets  # noqa: F401  (registers Reveal for the kv files)
-from app.screens import SCREENS, TabScreen
+from app.screens import SCREENS, StatusScreen, TabScreen
+from app.tray import PystrayTray, Tray, TrayCommands, TrayState, tray_state
 from workerlib.instance import take_raise_request
 from workerlib.paths import resource_dir
 from workerlib.runtime.state import Event
 from workerlib.service import WorkerService
+
+if TYPE_CHECKING:
+    from app.notifications import JobNotifications
 
 log = logging.getLogger("workerlib.ui")
 
@@ -33,7 +39,12 @@ TITLE = "Studio Worker"
 REFRESH_SECS = 0.25
 """Core events are coalesced into at most one UI refresh per this many seconds."""
 TICK_SECS = 1.0
+"""Elapsed times, a stale heartbeat (the red tray icon) and raise requests."""
+TRAY_WAIT_SECS = 5.0
+"""A window started hidden comes back (minimised) if the tray is not up by then."""
 EVENT_KINDS = frozenset({"status", "job", "finished", "log", "config"})
+WindowState = Literal["shown", "hidden", "minimised"]
+TrayFactory = Callable[[TrayCommands], Tray]
 
 
 def kv_dir() -> Path:
@@ -63,10 +74,23 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
     """Thin controller: routes core events to the tabs and runs their async commands."""
 
     def __init__(self, service: WorkerService, *, start_minimised: bool = False,
-                 **kwargs: Any) -> None:
+                 tray_factory: TrayFactory | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.service = service
         self.start_minimised = start_minimised
+        self.window_state: WindowState = "shown"
+        self.quit_reason: str | None = None
+        self.notifications: JobNotifications | None = None
+        """Set by the runner, which keeps them going until the worker has drained."""
+        self.tray = (tray_factory or PystrayTray)(TrayCommands(
+            open_window=self._from_tray(self.bring_to_front),
+            toggle_pause=self._from_tray(self.toggle_pause),
+            quit=self._from_tray(lambda: self.request_quit("Quit in the tray menu")),
+        ))
+        self._tray_waiting: ClockEvent | None = None
+        self._told_hidden = False
+        self._tray_wait_until = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.title = TITLE
         self.screens: dict[str, TabScreen] = {}
         self.tabs: dict[str, TabItem] = {}
@@ -96,11 +120,24 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
 
     def on_start(self) -> None:
         Window.title = TITLE  # App only sets the native title; keep the property in step
+        self._loop = asyncio.get_running_loop()
+        Window.bind(on_request_close=self._on_request_close)
         self.switch_tab("status")
+        self.tray.start()
+        self._update_tray()
         if self.start_minimised:
-            Window.minimize()
+            # Hidden at once (no flash); _wait_for_tray brings it back if the tray fails.
+            Window.hide()
+            self.window_state = "hidden"
+        self._tray_wait_until = time.monotonic() + TRAY_WAIT_SECS
+        self._tray_waiting = Clock.schedule_interval(self._wait_for_tray, 0.1)
 
     def on_stop(self) -> None:
+        Window.unbind(on_request_close=self._on_request_close)
+        if self._tray_waiting is not None:
+            self._tray_waiting.cancel()
+            self._tray_waiting = None
+        self.tray.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -114,6 +151,71 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
     def request_stop(self) -> None:
         """The only way to stop the app: on the next frame, never from outside one."""
         Clock.schedule_once(lambda _dt: self.stop(), 0)
+
+    def request_quit(self, reason: str) -> None:
+        """Quit in the tray, SIGTERM, SIGINT (Ctrl-C): all end here. The window closes;
+        the runner then stops claiming and gives a running job the drain budget."""
+        if self.quit_reason is not None:
+            return
+        self.quit_reason = reason
+        log.info("quitting (%s)", reason)
+        self.request_stop()
+
+    # -- window and tray --------------------------------------------------------------------
+    def _from_tray(self, command: Callable[[], None]) -> Callable[[], None]:
+        """A tray menu action, called on the tray's thread: run it in a Kivy frame."""
+
+        def hop() -> None:
+            loop = self._loop
+            if loop is None:
+                return
+            with contextlib.suppress(RuntimeError):  # the loop already closed: we are exiting
+                loop.call_soon_threadsafe(Clock.schedule_once, lambda _dt: command(), 0)
+
+        return hop
+
+    def _on_request_close(self, *_args: Any, **_kwargs: Any) -> bool:
+        """The window's close button: the worker keeps running, in the tray."""
+        self._hide()
+        return True  # handled: do not stop the app
+
+    def _hide(self) -> None:
+        if self.tray.available:
+            Window.hide()
+            self.window_state = "hidden"
+            if not self._told_hidden:
+                self._told_hidden = True
+                log.info("the window is hidden; the worker keeps running in the tray "
+                         "(Quit is in the tray menu)")
+        else:
+            # Without a tray icon a hidden window could only come back by launching again.
+            Window.minimize()
+            self.window_state = "minimised"
+
+    def _wait_for_tray(self, _dt: float) -> bool:
+        """A window hidden before the tray was up: bring it back if the tray fails."""
+        settled = self.tray.available or self.tray.failed
+        if not settled and time.monotonic() < self._tray_wait_until:
+            return True
+        if self.window_state == "hidden" and not self.tray.available:
+            log.info("no tray icon: the window starts minimised instead of hidden")
+            Window.show()
+            Window.minimize()
+            self.window_state = "minimised"
+        self._tray_waiting = None
+        return False
+
+    def _update_tray(self) -> None:
+        self.tray.show(self.tray_state())
+
+    def tray_state(self) -> TrayState:
+        return tray_state(self.service.status(), time.time())
+
+    def toggle_pause(self) -> None:
+        """Pause or resume claiming, exactly as the Status tab's button does."""
+        screen = self.screens["status"]
+        assert isinstance(screen, StatusScreen)
+        screen.toggle_pause()
 
     # -- tabs -------------------------------------------------------------------------------
     def switch_tab(self, name: str) -> None:
@@ -140,6 +242,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
     def _refresh(self, _dt: float = 0.0) -> None:
         kinds, self._pending = self._pending, set()
         self.refresh_count += 1
+        self._update_tray()
         for name, screen in self.screens.items():
             if not kinds & screen.refresh_on:
                 continue
@@ -154,14 +257,18 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         screen = self.screens.get(self.current_tab)
         if screen is not None and screen.ticks:
             screen.refresh()
+        self._update_tray()  # a heartbeat going stale changes nothing else
         if take_raise_request(self.service.paths.state_dir):
             self.bring_to_front()
 
     def bring_to_front(self) -> None:
-        """A second launch asked for this window (it exits after asking)."""
+        """Open Window in the tray, or a second launch (which exits after asking)."""
         self.raised_count += 1
+        Window.show()
         Window.restore()
         Window.raise_window()
+        Window.canvas.ask_update()  # an unmapped window lost its pixels
+        self.window_state = "shown"
 
     # -- helpers for the screens ---------------------------------------------------------------
     def run_task(self, coro: Coroutine[Any, Any, Any],

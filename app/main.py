@@ -36,12 +36,15 @@ def on_a_real_display(window: Any) -> bool:
         return True
 
 
-def open_window_system() -> str | None:
-    """Import the GUI stack (which creates the window). Returns why it failed, or None."""
+def open_window_system(*, hidden: bool = False) -> str | None:
+    """Import the GUI stack (which creates the window). Returns why it failed, or None.
+
+    ``hidden``: create the window unmapped (started at login, minimised to the tray).
+    """
     reason = headless_reason()
     if reason is not None:
         return reason
-    configure_kivy()
+    configure_kivy(hidden=hidden)
     try:
         from kivy.core.window import Window
 
@@ -69,7 +72,7 @@ def run_app(paths: Paths, start_minimised: bool = False) -> int:
         _say(describe_holder(holder, paths.config_file))
         return EXIT_ERROR
     with lock:
-        reason = open_window_system()
+        reason = open_window_system(hidden=start_minimised)
         if reason is None:
             return asyncio.run(_run(paths, start_minimised))
     # run_headless takes the lock itself, as a headless worker.

@@ -21,6 +21,7 @@ os.environ["KIVY_NO_CONFIG"] = "1"
 import asyncio
 import importlib.util
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,14 @@ if HAVE_KIVY:
 # Without the 'ui' extra only the view-model tests (no kivy in them) can run.
 collect_ignore_glob = [] if HAVE_KIVY else ["test_app*.py", "test_screenshots.py"]
 
+@pytest.fixture(autouse=True)
+def login_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The app syncs its login entry at start: never the real ~/.config/autostart."""
+    config_home = tmp_path / "xdg-config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    return config_home
+
+
 @pytest.fixture
 async def start_gui() -> AsyncIterator[StartGui]:
     """Open the real window over a service; closed (and checked to exit 0) at teardown."""
@@ -44,8 +53,8 @@ async def start_gui() -> AsyncIterator[StartGui]:
 
     async def start(service: Any, **kwargs: Any) -> Pilot:
         holder: list[Any] = []
-        task = asyncio.create_task(run_window(service, on_app=holder.append, drain_secs=0.5,
-                                              **kwargs))
+        kwargs.setdefault("drain_secs", 0.5)
+        task = asyncio.create_task(run_window(service, on_app=holder.append, **kwargs))
         pilot = Pilot(holder, task)
         pilots.append(pilot)
         await pilot.started()

@@ -7,6 +7,7 @@ covered or disabled button does not react, as for a user.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from app.gui import StudioWorkerApp
     from app.screens.base import TabScreen
+    from app.tray import TrayCommands, TrayState
 
 
 StartGui = Callable[..., Awaitable["Pilot"]]
@@ -159,3 +161,58 @@ class Pilot:
         if not self.task.done():
             self.app.request_stop()
         return await asyncio.wait_for(self.task, timeout)
+
+
+class FakeTray:
+    """The app's tray seam without a desktop: records what the icon would show, and
+    clicks menu items from another thread, as pystray does."""
+
+    def __init__(self, commands: TrayCommands, *, works: bool = True) -> None:
+        self.commands = commands
+        self.works = works
+        self.started = False
+        self.stopped = False
+        self.states: list[TrayState] = []
+
+    @property
+    def available(self) -> bool:
+        return self.started and self.works and not self.stopped
+
+    @property
+    def failed(self) -> bool:
+        return self.started and not self.works
+
+    def start(self) -> None:
+        self.started = True
+
+    def show(self, state: TrayState) -> None:
+        if not self.states or self.states[-1] != state:
+            self.states.append(state)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def state(self) -> TrayState:
+        return self.states[-1]
+
+    def menu(self) -> list[str]:
+        from app.tray import OPEN_LABEL, QUIT_LABEL
+
+        return [OPEN_LABEL, self.state.pause_label, QUIT_LABEL]
+
+    def click(self, label: str) -> None:
+        """Activate a menu item by its label, on a thread of its own."""
+        from app.tray import OPEN_LABEL, QUIT_LABEL
+
+        assert label in self.menu(), f"{label!r} is not in the menu {self.menu()}"
+        action = {OPEN_LABEL: self.commands.open_window, QUIT_LABEL: self.commands.quit}.get(
+            label, self.commands.toggle_pause)
+        thread = threading.Thread(target=action)
+        thread.start()
+        thread.join()
+
+
+def fake_tray(works: bool = True) -> Callable[[TrayCommands], FakeTray]:
+    """A ``tray_factory`` for ``start_gui``; the app's tray is then ``pilot.app.tray``."""
+    return lambda commands: FakeTray(commands, works=works)

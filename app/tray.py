@@ -1,0 +1,338 @@
+"""The tray icon: what it shows (pure functions) and the pystray icon that shows it.
+
+Nothing here imports kivy. pystray is imported on the icon's own thread, only when
+the icon starts: importing it initialises GTK (or opens an X connection) and can
+fail in many ways on a machine without a desktop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from PIL import Image, ImageDraw
+
+from workerlib.logs import get_logger
+from workerlib.runtime.state import Connection, StatusSnapshot
+
+log = get_logger("tray")
+
+Variant = Literal["idle", "busy", "disconnected"]
+TITLE = "Studio Worker"
+OPEN_LABEL = "Open Window"
+QUIT_LABEL = "Quit"
+STALE_BEATS = 3
+"""No good heartbeat for this many intervals counts as disconnected."""
+TOOLTIP_LIMIT = 120
+"""Windows truncates tray tooltips at 127 characters."""
+COLOURS: dict[Variant, tuple[int, int, int]] = {
+    "idle": (46, 160, 90),
+    "busy": (236, 160, 32),
+    "disconnected": (214, 58, 58),
+}
+
+
+# -- what the icon shows --------------------------------------------------------------------
+def disconnected_reason(snapshot: StatusSnapshot, now: float) -> str | None:
+    """Why the studio cannot be reached, or None while it can (the red icon)."""
+    if snapshot.connection is Connection.NOT_REGISTERED:
+        return "not registered"
+    if snapshot.connection is Connection.UNAUTHORISED:
+        return "the studio refused the token"
+    beat = snapshot.last_heartbeat
+    if beat is not None and not beat.ok:
+        return "the last heartbeat failed"
+    stale_after = STALE_BEATS * snapshot.heartbeat_interval_secs
+    # Before the first heartbeat, the grace period runs from the start.
+    reference = snapshot.last_ok_heartbeat_at or snapshot.started_at
+    if now - reference > stale_after:
+        if not snapshot.running:
+            return "the worker is stopped"
+        return "no heartbeat for a while"
+    return None
+
+
+def icon_variant(snapshot: StatusSnapshot, now: float) -> Variant:
+    """Red when disconnected, amber while a job runs, else green (also when paused)."""
+    if disconnected_reason(snapshot, now) is not None:
+        return "disconnected"
+    return "busy" if snapshot.current_job is not None else "idle"
+
+
+def pause_label(paused: bool) -> str:
+    return "Resume claiming" if paused else "Pause claiming"
+
+
+def tooltip(snapshot: StatusSnapshot, now: float) -> str:
+    """One short line for the state, one for the running job and its progress."""
+    reason = disconnected_reason(snapshot, now)
+    if reason is not None:
+        state = f"disconnected ({reason})"
+    else:
+        state = "busy" if snapshot.current_job is not None else "idle"
+    if snapshot.paused:
+        state += ", paused"
+    lines = [f"{TITLE}: {state}"]
+    job = snapshot.current_job
+    if job is not None:
+        line = f"{job.kind} · {job.model}"
+        if job.progress is not None:
+            line += f" · {job.progress * 100:.0f}%"
+        lines.append(line)
+    text = "\n".join(lines)
+    return text if len(text) <= TOOLTIP_LIMIT else text[: TOOLTIP_LIMIT - 1] + "…"
+
+
+@dataclass(frozen=True)
+class TrayState:
+    variant: Variant
+    tooltip: str
+    paused: bool
+
+    @property
+    def pause_label(self) -> str:
+        return pause_label(self.paused)
+
+
+def tray_state(snapshot: StatusSnapshot, now: float) -> TrayState:
+    return TrayState(icon_variant(snapshot, now), tooltip(snapshot, now), snapshot.paused)
+
+
+def draw_icon(variant: Variant, size: int = 64) -> Image.Image:
+    """A coloured disc with a white mark (tick, three dots, cross), so the states also
+    differ for people who cannot tell the colours apart. Drawn large, then scaled down
+    for smooth edges."""
+    scale = 4
+    big = size * scale
+    image = Image.new("RGBA", (big, big), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    pad = big // 16
+    draw.ellipse((pad, pad, big - pad, big - pad), fill=(*COLOURS[variant], 255),
+                 outline=(20, 20, 20, 255), width=big // 32)
+    white = (255, 255, 255, 255)
+    width = big // 11
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (x * big, y * big)
+
+    if variant == "idle":
+        draw.line([at(0.30, 0.52), at(0.45, 0.67), at(0.72, 0.36)], fill=white, width=width,
+                  joint="curve")
+    elif variant == "busy":
+        radius = big * 0.07
+        for x in (0.30, 0.50, 0.70):
+            cx, cy = at(x, 0.5)
+            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=white)
+    else:
+        draw.line([at(0.34, 0.34), at(0.66, 0.66)], fill=white, width=width)
+        draw.line([at(0.34, 0.66), at(0.66, 0.34)], fill=white, width=width)
+    return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+# -- the icon ---------------------------------------------------------------------------------
+class Tray(Protocol):
+    """What the app needs from a tray icon; tests pass their own."""
+
+    @property
+    def available(self) -> bool:
+        """The icon is up (closing the window may hide it)."""
+
+    @property
+    def failed(self) -> bool:
+        """The icon could not start and will not."""
+
+    def start(self) -> None: ...
+
+    def show(self, state: TrayState) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrayCommands:
+    """Menu actions. They are called on the tray's thread: each must hop to the app's loop."""
+
+    open_window: Callable[[], None]
+    toggle_pause: Callable[[], None]
+    quit: Callable[[], None]
+
+
+class _NoNotifier:
+    """pystray's GTK icons connect to the notification service when they start and fail
+    without one, though only plyer shows notifications here: a tray host (trayer, a
+    tiling WM's bar) does not need a notification daemon."""
+
+    def notify(self, *_args: Any) -> None:
+        return None
+
+    def hide(self) -> None:
+        return None
+
+
+def _icon_class(pystray: Any) -> type:
+    """pystray's Icon for this platform, with the fixes this app relies on."""
+    base = pystray.Icon
+    namespace: dict[str, Any] = {}
+
+    def _start_setup(self: Any, setup: Callable[[Any], None]) -> None:
+        # pystray's setup thread is not a daemon: if the icon dies before it is ready
+        # the thread waits forever and the process can never exit.
+        queue = self._Icon__queue  # pystray._base.Icon's private queue (pinned 0.19.5)
+
+        def handler() -> None:
+            if queue.get():
+                setup(self)
+
+        self._setup_thread = threading.Thread(target=handler, name="tray-setup", daemon=True)
+        self._setup_thread.start()
+
+    namespace["_start_setup"] = _start_setup
+    module = base.__module__
+    if module in ("pystray._gtk", "pystray._appindicator"):
+        def _initialize(self: Any) -> None:
+            self._notifier = _NoNotifier()
+            self._mark_ready()
+
+        namespace["_initialize"] = _initialize
+    elif module == "pystray._xorg":
+        def _create_window(self: Any) -> Any:
+            # The xorg icon reacts to clicks only if its window asks for them.
+            x = importlib.import_module("Xlib.X")
+            window = base._create_window(self)
+            window.change_attributes(
+                event_mask=x.ExposureMask | x.StructureNotifyMask | x.ButtonPressMask)
+            self._display.flush()
+            return window
+
+        namespace["_create_window"] = _create_window
+    return type("StudioWorkerTrayIcon", (base,), namespace)
+
+
+class PystrayTray:
+    """A pystray icon on its own daemon thread. Best effort: if it cannot start, one
+    warning is logged and ``failed`` turns true; the window keeps working without it."""
+
+    def __init__(self, commands: TrayCommands) -> None:
+        self.commands = commands
+        self.backend = ""
+        self._lock = threading.Lock()
+        self._state: TrayState | None = None
+        self._shown: TrayState | None = None
+        self._icon: Any = None
+        self._ready = threading.Event()
+        self._failed = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._images: dict[Variant, Image.Image] = {}
+
+    @property
+    def available(self) -> bool:
+        return self._ready.is_set() and not self._failed.is_set()
+
+    @property
+    def failed(self) -> bool:
+        return self._failed.is_set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tray", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until the icon is up or has failed; True when it is up."""
+        self._ready.wait(timeout)
+        return self.available
+
+    def show(self, state: TrayState) -> None:
+        with self._lock:
+            self._state = state
+        if self._ready.is_set():
+            self._apply()
+
+    def stop(self) -> None:
+        self._stopping = True
+        icon = self._icon
+        if icon is None or not self._ready.is_set():
+            return
+        try:
+            icon.visible = False
+            icon.stop()
+        except Exception as exc:  # already gone with its host: nothing left to hide
+            log.debug("stopping the tray icon: %s", exc)
+
+    # -- the tray's thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            import pystray
+
+            self.backend = pystray.Icon.__module__.rsplit("._", 1)[-1]
+            cls = _icon_class(pystray)
+            state = self._state or TrayState("idle", TITLE, False)
+            menu = pystray.Menu(
+                pystray.MenuItem(OPEN_LABEL, self._on_open, default=True),
+                pystray.MenuItem(lambda _item: self._pause_text(), self._on_pause),
+                pystray.MenuItem(QUIT_LABEL, self._on_quit),
+            )
+            self._icon = cls("studio-worker", self._image(state.variant), state.tooltip, menu)
+            self._icon.run(setup=self._on_ready)
+        except Exception as exc:  # no desktop, no tray host, a backend that cannot load
+            if not self._ready.is_set():
+                self._fail(exc)
+            elif not self._stopping:
+                log.warning("the tray icon stopped: %s", exc)
+                self._failed.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        log.warning("no tray icon (%s: %s); closing the window will minimise it instead",
+                    type(exc).__name__, exc)
+        self._failed.set()
+        self._ready.set()
+
+    def _on_ready(self, icon: Any) -> None:
+        try:
+            icon.visible = True
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._ready.set()
+        log.info("tray icon ready (%s)", self.backend)
+        self._apply()
+
+    def _apply(self) -> None:
+        """Push the latest state to the icon (only what changed)."""
+        with self._lock:
+            state, shown = self._state, self._shown
+            if state is None or state == shown or self._icon is None:
+                return
+            self._shown = state
+        icon = self._icon
+        try:
+            if shown is None or shown.variant != state.variant:
+                icon.icon = self._image(state.variant)
+            if shown is None or shown.tooltip != state.tooltip:
+                icon.title = state.tooltip
+            if shown is None or shown.paused != state.paused:
+                icon.update_menu()
+        except Exception as exc:  # a vanished tray host; the window still works
+            log.debug("updating the tray icon: %s", exc)
+
+    def _image(self, variant: Variant) -> Image.Image:
+        if variant not in self._images:
+            self._images[variant] = draw_icon(variant)
+        return self._images[variant]
+
+    def _pause_text(self) -> str:
+        with self._lock:
+            paused = self._state.paused if self._state is not None else False
+        return pause_label(paused)
+
+    def _on_open(self, _icon: Any, _item: Any) -> None:
+        self.commands.open_window()
+
+    def _on_pause(self, _icon: Any, _item: Any) -> None:
+        self.commands.toggle_pause()
+
+    def _on_quit(self, _icon: Any, _item: Any) -> None:
+        self.commands.quit()
