@@ -178,22 +178,39 @@ async def _bare_poller(url: str, interval: float) -> None:
     """What every polling worker does: claim, and sleep the interval after a 204."""
     async with aiohttp.ClientSession(headers=UA) as session:
         api, wid, auth = await _bare_register(session, url)
-        while True:
-            async with session.post(f"{api}/workers/{wid}/claim", headers=auth) as resp:
-                if resp.status == 204:
-                    await asyncio.sleep(interval)
-                    continue
-                job = await resp.json()
-            form = aiohttp.FormData()
-            form.add_field("prompt", job["task"]["prompt"])
-            form.add_field("ext", "png")
-            buf = io.BytesIO()
-            Image.new("RGB", (32, 32)).save(buf, "PNG")
-            form.add_field("image", buf.getvalue(), filename=f"{job['jobId']}.png",
-                           content_type="image/png")
-            async with session.post(f"{api}/workers/{wid}/jobs/{job['jobId']}/complete",
-                                    data=form, headers=auth) as resp:
-                resp.raise_for_status()
+
+        async def beat() -> None:  # a silent worker's claims are released after 30 s
+            while True:
+                await asyncio.sleep(5)
+                async with session.post(f"{api}/workers/{wid}/heartbeat",
+                                        json={"capabilities": BARE_CAPS}, headers=auth):
+                    pass
+
+        beating = asyncio.ensure_future(beat())
+        try:
+            await _bare_poll_loop(session, api, wid, auth, interval)
+        finally:
+            beating.cancel()
+
+
+async def _bare_poll_loop(session: aiohttp.ClientSession, api: str, wid: str,
+                          auth: dict[str, str], interval: float) -> None:
+    while True:
+        async with session.post(f"{api}/workers/{wid}/claim", headers=auth) as resp:
+            if resp.status == 204:
+                await asyncio.sleep(interval)
+                continue
+            job = await resp.json()
+        form = aiohttp.FormData()
+        form.add_field("prompt", job["task"]["prompt"])
+        form.add_field("ext", "png")
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32)).save(buf, "PNG")
+        form.add_field("image", buf.getvalue(), filename=f"{job['jobId']}.png",
+                       content_type="image/png")
+        async with session.post(f"{api}/workers/{wid}/jobs/{job['jobId']}/complete",
+                                data=form, headers=auth) as resp:
+            resp.raise_for_status()
 
 
 def pickup(samples: int = 8, interval: float = 5.0) -> Row:
