@@ -8,6 +8,7 @@ fail in many ways on a machine without a desktop.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,9 +173,40 @@ class _NoNotifier:
         return None
 
 
+SNI_WATCHER = "org.kde.StatusNotifierWatcher"
+
+
+def status_notifier_host() -> bool:
+    """Whether the session bus has a StatusNotifier host (KDE, GNOME's AppIndicator
+    extension, waybar...): what the appindicator backend needs to show a real item."""
+    try:
+        gio = importlib.import_module("gi.repository.Gio")
+        glib = importlib.import_module("gi.repository.GLib")
+        bus = gio.bus_get_sync(gio.BusType.SESSION, None)
+        reply = bus.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                              "org.freedesktop.DBus", "NameHasOwner",
+                              glib.Variant("(s)", (SNI_WATCHER,)), glib.VariantType.new("(b)"),
+                              gio.DBusCallFlags.NONE, 2000, None)
+        return bool(reply.unpack()[0])
+    except Exception:  # no session bus, no gi: no StatusNotifier host either
+        return False
+
+
+def pick_backend(default: str, forced: str | None, has_sni_host: Callable[[], bool]) -> str:
+    """pystray picks appindicator whenever its library is installed. Without a
+    StatusNotifier host that falls back to an XEmbed icon without tooltip or left
+    click; the gtk backend's XEmbed icon has both. PYSTRAY_BACKEND still decides."""
+    if forced or default != "appindicator":
+        return default
+    return "appindicator" if has_sni_host() else "gtk"
+
+
 def _icon_class(pystray: Any) -> type:
     """pystray's Icon for this platform, with the fixes this app relies on."""
-    base = pystray.Icon
+    default = pystray.Icon.__module__.rsplit("._", 1)[-1]
+    backend = pick_backend(default, os.environ.get("PYSTRAY_BACKEND"), status_notifier_host)
+    base = pystray.Icon if backend == default else \
+        importlib.import_module(f"pystray._{backend}").Icon
     namespace: dict[str, Any] = {}
 
     def _start_setup(self: Any, setup: Callable[[Any], None]) -> None:
@@ -190,6 +222,7 @@ def _icon_class(pystray: Any) -> type:
         self._setup_thread.start()
 
     namespace["_start_setup"] = _start_setup
+    namespace["BACKEND"] = backend
     module = base.__module__
     if module in ("pystray._gtk", "pystray._appindicator"):
         def _initialize(self: Any) -> None:
@@ -197,6 +230,15 @@ def _icon_class(pystray: Any) -> type:
             self._mark_ready()
 
         namespace["_initialize"] = _initialize
+    if module == "pystray._gtk":
+        on_gtk_loop = importlib.import_module("pystray._util.gtk").mainloop
+
+        def _update_title(self: Any) -> None:
+            # GtkStatusIcon's title is for screen readers; the tooltip is set apart.
+            self._status_icon.set_title(self.title)
+            self._status_icon.set_tooltip_text(self.title)
+
+        namespace["_update_title"] = on_gtk_loop(_update_title)
     elif module == "pystray._xorg":
         def _create_window(self: Any) -> Any:
             # The xorg icon reacts to clicks only if its window asks for them.
@@ -219,6 +261,9 @@ class PystrayTray:
         self.commands = commands
         self.backend = ""
         self._lock = threading.Lock()
+        """Guards the states; menu callbacks on the tray's thread read them too."""
+        self._apply_lock = threading.Lock()
+        """Serialises updates of the icon (the app's thread and, once, the setup thread)."""
         self._state: TrayState | None = None
         self._shown: TrayState | None = None
         self._icon: Any = None
@@ -267,15 +312,16 @@ class PystrayTray:
         try:
             import pystray
 
-            self.backend = pystray.Icon.__module__.rsplit("._", 1)[-1]
             cls = _icon_class(pystray)
+            self.backend = cls.BACKEND  # type: ignore[attr-defined]
             state = self._state or TrayState("idle", TITLE, False)
             menu = pystray.Menu(
                 pystray.MenuItem(OPEN_LABEL, self._on_open, default=True),
                 pystray.MenuItem(lambda _item: self._pause_text(), self._on_pause),
                 pystray.MenuItem(QUIT_LABEL, self._on_quit),
             )
-            self._icon = cls("studio-worker", self._image(state.variant), state.tooltip, menu)
+            # The title (tooltip) is set once the icon is up: some backends apply only changes.
+            self._icon = cls("studio-worker", self._image(state.variant), "", menu)
             self._icon.run(setup=self._on_ready)
         except Exception as exc:  # no desktop, no tray host, a backend that cannot load
             if not self._ready.is_set():
@@ -302,21 +348,22 @@ class PystrayTray:
 
     def _apply(self) -> None:
         """Push the latest state to the icon (only what changed)."""
-        with self._lock:
-            state, shown = self._state, self._shown
-            if state is None or state == shown or self._icon is None:
-                return
-            self._shown = state
-        icon = self._icon
-        try:
-            if shown is None or shown.variant != state.variant:
-                icon.icon = self._image(state.variant)
-            if shown is None or shown.tooltip != state.tooltip:
-                icon.title = state.tooltip
-            if shown is None or shown.paused != state.paused:
-                icon.update_menu()
-        except Exception as exc:  # a vanished tray host; the window still works
-            log.debug("updating the tray icon: %s", exc)
+        with self._apply_lock:
+            with self._lock:
+                state, shown = self._state, self._shown
+                if state is None or state == shown or self._icon is None:
+                    return
+                self._shown = state
+            icon = self._icon
+            try:
+                if shown is None or shown.variant != state.variant:
+                    icon.icon = self._image(state.variant)
+                if shown is None or shown.tooltip != state.tooltip:
+                    icon.title = state.tooltip
+                if shown is None or shown.paused != state.paused:
+                    icon.update_menu()
+            except Exception as exc:  # a vanished tray host; the window still works
+                log.debug("updating the tray icon: %s", exc)
 
     def _image(self, variant: Variant) -> Image.Image:
         if variant not in self._images:

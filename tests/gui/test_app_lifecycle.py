@@ -46,7 +46,8 @@ class SlowEngine(SyntheticEngine):
 def close_button() -> None:
     """What the window manager's close button does: SDL turns the close request of its
     only window into SDL_QUIT, which Kivy's loop takes as a request to stop the app."""
-    maps = Path("/proc/self/maps").read_text().splitlines()
+    maps_file = Path("/proc/self/maps")
+    maps = maps_file.read_text().splitlines() if maps_file.exists() else []
     library = next((line.split()[-1] for line in maps if "/libSDL2-2" in line), None)
     if library is None:
         pytest.skip("the SDL library Kivy loaded was not found")
@@ -64,7 +65,8 @@ async def test_the_tray_shows_the_worker_and_its_menu_drives_it(
     studio: Any, make_service: ServiceFactory, start_gui: StartGui
 ) -> None:
     engine = GatedEngine()
-    service = await make_service(engine=engine)
+    # Heartbeats every 0.5 s: stale (red) after 1.5 s, not after a busy moment of CI.
+    service = await make_service(engine=engine, heartbeat_interval_secs=0.5)
     pilot = await start_gui(service, tray_factory=fake_tray())
     tray: FakeTray = pilot.app.tray  # type: ignore[assignment]
     await pilot.wait_for(lambda: tray.available and service.status().last_heartbeat, 5,
@@ -98,7 +100,7 @@ async def test_the_tray_shows_the_worker_and_its_menu_drives_it(
     await pilot.wait_for(lambda: tray.menu()[1] == "Pause claiming", 3, "the Pause label")
 
     # A failed heartbeat turns the icon red until one gets through again.
-    studio.inject_fault("heartbeat", status=503, count=2, body="studio restarting")
+    studio.inject_fault("heartbeat", status=503, count=1, body="studio restarting")
     await pilot.wait_for(lambda: tray.state.variant == "disconnected", 5, "the red icon")
     assert "the last heartbeat failed" in tray.state.tooltip
     await pilot.wait_for(lambda: tray.state.variant == "idle", 5, "green again")
@@ -116,7 +118,6 @@ async def test_the_tray_shows_the_worker_and_its_menu_drives_it(
     started = time.monotonic()
     tray.click("Quit")
     assert await asyncio.wait_for(pilot.task, 10) == 0
-    print("ELAPSED tray", time.monotonic() - started)
     assert time.monotonic() - started < 2.0
     assert tray.stopped
 
@@ -130,7 +131,6 @@ async def test_quit_while_idle_exits_promptly_and_flushes_the_logs(
     started = time.monotonic()
     pilot.app.tray.click("Quit")  # type: ignore[attr-defined]
     assert await asyncio.wait_for(pilot.task, 10) == 0
-    print("ELAPSED idle", time.monotonic() - started)
     assert time.monotonic() - started < 1.5
     assert service.loops is None
     # The last lines reached the studio before the exit.
@@ -140,7 +140,7 @@ async def test_quit_while_idle_exits_promptly_and_flushes_the_logs(
 async def test_quit_waits_for_a_short_job_and_uploads_it(
     studio: Any, make_service: ServiceFactory, start_gui: StartGui
 ) -> None:
-    engine = SlowEngine(1.0)
+    engine = SlowEngine(2.0)
     service = await make_service(engine=engine)  # shutdown_drain_secs: the default 5 s
     pilot = await start_gui(service, tray_factory=fake_tray(), drain_secs=None)
     job = studio.enqueue(model="synthetic", task=IMAGE)
@@ -149,11 +149,10 @@ async def test_quit_waits_for_a_short_job_and_uploads_it(
     pilot.app.tray.click("Quit")  # type: ignore[attr-defined]
     assert await asyncio.wait_for(pilot.task, 10) == 0
     elapsed = time.monotonic() - started
-    print("ELAPSED", elapsed)
     assert studio.jobs[job].status == "completed"
     assert studio.jobs[job].result_bytes
     assert studio.jobs[job].fail_history == []
-    assert elapsed < 3.0, elapsed
+    assert elapsed < 4.0, elapsed
     assert shipped(studio, "waiting up to 5 s for the running job to finish")
 
 
@@ -169,7 +168,6 @@ async def test_quit_hands_back_a_job_longer_than_the_drain_budget(
     pilot.app.tray.click("Quit")  # type: ignore[attr-defined]
     assert await asyncio.wait_for(pilot.task, 10) == 0
     elapsed = time.monotonic() - started
-    print("ELAPSED", elapsed)
     assert 1.0 <= elapsed <= 2.0, elapsed
     record = studio.jobs[job]
     assert [(f["error"], f["retryable"]) for f in record.fail_history] == [
@@ -177,6 +175,8 @@ async def test_quit_hands_back_a_job_longer_than_the_drain_budget(
     assert record.status == "queued"  # another worker can take it
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="elsewhere the real tray starts without a display")
 async def test_without_a_tray_the_window_minimises_and_stays_usable(
     studio: Any, make_service: ServiceFactory, start_gui: StartGui
 ) -> None:

@@ -6,6 +6,7 @@ No kivy and no pystray here: these run without the 'ui' extra and are not marked
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from app.tray import (
     draw_icon,
     icon_variant,
     pause_label,
+    pick_backend,
     tooltip,
     tray_state,
 )
@@ -101,6 +103,20 @@ def test_three_icons_in_three_colours_with_different_marks() -> None:
     assert len(set(marks.values())) == 3, "the marks differ, not only the colours"
 
 
+def test_appindicator_only_with_a_status_notifier_host() -> None:
+    def host(answer: bool) -> Any:
+        return lambda: answer
+
+    assert pick_backend("appindicator", None, host(True)) == "appindicator"
+    # An XEmbed tray (XFCE, MATE, trayer): gtk's icon has a tooltip and a left click.
+    assert pick_backend("appindicator", None, host(False)) == "gtk"
+    assert pick_backend("appindicator", "appindicator", host(False)) == "appindicator"
+    for other in ("gtk", "xorg", "win32", "darwin"):
+        assert pick_backend(other, None, host(True)) == other
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="elsewhere pystray needs no display to start")
 def test_a_tray_that_cannot_start_logs_one_warning_and_says_so(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -144,6 +144,18 @@ class XDesktop:
                 return box if box.width > 12 else None
         return None
 
+    async def drawn_icon(self, colours: list[tuple[int, int, int]], timeout: float) -> Box:
+        """The tray panel once an icon in one of ``colours`` is drawn in it (docking
+        resizes and moves the panel: a click before that can miss the icon)."""
+        def ready() -> Box | None:
+            box = self.tray_box()
+            if box is None:
+                return None
+            image = self.grab(box)
+            return box if any(colour_share(image, c) > 0.2 for c in colours) else None
+
+        return await self.wait(ready, timeout, "an icon drawn in the tray")
+
     def send_close(self, window: Any) -> None:
         """What a window manager sends when the close button is clicked."""
         import Xlib.protocol.event
@@ -166,7 +178,7 @@ class XDesktop:
     # -- input --------------------------------------------------------------------------------
     async def click(self, x: int, y: int, button: int = 1) -> None:
         proc = await asyncio.create_subprocess_exec(
-            "xdotool", "mousemove", "--sync", str(x), str(y), "click", str(button),
+            "xdotool", "mousemove", str(x), str(y), "click", str(button),
             env={**os.environ, "DISPLAY": self.display})
         assert await proc.wait() == 0
 
