@@ -20,7 +20,15 @@ from workerlib.errors import (
     StudioHTTPError,
     StudioUnreachable,
 )
-from workerlib.wire import Capabilities, JobClaim, LogEntry, content_type_for
+from workerlib.wire import (
+    DECISION_ADAPTER,
+    Capabilities,
+    JobClaim,
+    LogEntry,
+    RegisterRequestReply,
+    RegistrationDecision,
+    content_type_for,
+)
 
 API_PREFIX = "/graphics/api"
 USER_AGENT = f"studio-worker/{__version__}"
@@ -28,6 +36,8 @@ REQUEST_TIMEOUT_SECS = 60.0
 MAX_CLAIM_BYTES = 4 * 1024 * 1024
 """A claim is a small JSON object; anything larger is refused unread."""
 ERROR_BODY_CHARS = 300
+MAX_SMALL_REPLY_BYTES = 64 * 1024
+"""Registration replies are a few short strings."""
 
 
 def api_root(base_url: str) -> str:
@@ -65,16 +75,20 @@ class StudioClient:
         self,
         operation: str,
         path: str,
-        token: str,
+        token: str | None,
         *,
         json_body: Any = None,
         data: aiohttp.FormData | None = None,
         timeout: float | None = None,
         read_limit: int | None = None,
+        method: str = "POST",
     ) -> tuple[int, bytes]:
+        """One studio request; ``token=None`` sends no Authorization header."""
         if timeout is None:
             timeout = REQUEST_TIMEOUT_SECS
-        headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
+        headers = {"User-Agent": USER_AGENT}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         url = self.root + path
         body_kwargs: dict[str, Any] = {}
         if json_body is not None:
@@ -82,7 +96,8 @@ class StudioClient:
         elif data is not None:
             body_kwargs["data"] = data
         try:
-            async with self._session.post(
+            async with self._session.request(
+                method,
                 url,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
@@ -157,6 +172,37 @@ class StudioClient:
             raise StudioError(
                 "register", "register failed: the studio's reply has no workerId/authToken"
             ) from None
+
+    async def register_request(
+        self, install_id: str, secret_hash: str, capabilities: Capabilities
+    ) -> str:
+        """v2: ask the studio's operators to approve this PC; returns the request id."""
+        body = {"installId": install_id, "registrationSecretHash": secret_hash,
+                "capabilities": capabilities.to_wire(v2=True), "userAgent": USER_AGENT}
+        try:
+            _, raw = await self._post("register-request", "/workers/register-request", None,
+                                      json_body=body, read_limit=MAX_SMALL_REPLY_BYTES)
+        except (_TooLarge, _CutOff):
+            raise _unusable("register-request") from None
+        try:
+            return RegisterRequestReply.model_validate_json(raw).request_id
+        except ValidationError as exc:
+            raise StudioError("register-request", "register-request failed: the studio's "
+                              f"reply is not a request: {_describe(exc)}") from None
+
+    async def poll_registration(self, request_id: str, secret: str) -> RegistrationDecision:
+        """v2: the studio's decision on a request; ``StudioHTTPError`` 404 = forgotten."""
+        try:
+            _, raw = await self._post(
+                "register-poll", f"/workers/register-requests/{request_id}", secret,
+                method="GET", read_limit=MAX_SMALL_REPLY_BYTES)
+        except (_TooLarge, _CutOff):
+            raise _unusable("register-poll") from None
+        try:
+            return DECISION_ADAPTER.validate_json(raw)
+        except ValidationError as exc:
+            raise StudioError("register-poll", "register-poll failed: the studio's reply is "
+                              f"not a decision: {_describe(exc)}") from None
 
     async def heartbeat(
         self, worker_id: str, token: str, capabilities: Capabilities, current_job_id: str | None
@@ -272,6 +318,11 @@ class _TooLarge(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+def _unusable(operation: str) -> StudioError:
+    return StudioError(operation, f"{operation} failed: the studio's reply was too large "
+                       "or cut off")
 
 
 def parse_claim(raw: bytes) -> JobClaim:

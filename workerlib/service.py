@@ -16,7 +16,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -26,7 +26,7 @@ from workerlib.api import Registration, StudioClient
 from workerlib.config import SECRET_KEYS, Config, ConfigStore
 from workerlib.engines import EngineConfigError, build_engine
 from workerlib.engines.base import Engine
-from workerlib.errors import ConfigError, StudioError, StudioHTTPError
+from workerlib.errors import ConfigError
 from workerlib.logs import (
     ROOT_LOGGER,
     LogLine,
@@ -38,9 +38,9 @@ from workerlib.logs import (
     make_file_handler,
 )
 from workerlib.paths import Paths
-from workerlib.runtime import loops as loops_mod
-from workerlib.runtime.journal import RESTARTED_REASON, Journal
-from workerlib.runtime.loops import REPORT_ATTEMPTS, WorkerLoops
+from workerlib.runtime.journal import Journal
+from workerlib.runtime.loops import WorkerLoops
+from workerlib.runtime.registration import register_with_token, reset_changes
 from workerlib.runtime.state import (
     Event,
     FinishedJob,
@@ -50,7 +50,6 @@ from workerlib.runtime.state import (
     WorkerState,
     state_label,
 )
-from workerlib.runtime.timing import Backoff
 from workerlib.update import check_for_update
 from workerlib.updater import (
     UpdateError,
@@ -104,8 +103,11 @@ class WorkerService:
         vram_probe: Callable[[], float] | None = None,
         console: logging.Handler | None = None,
         file_logging: bool = True,
+        loop_options: Mapping[str, float] | None = None,
     ) -> None:
         self.paths = paths
+        self.loop_options = dict(loop_options or {})
+        """Knobs handed to every ``WorkerLoops`` (re-probe interval, idle limit...)."""
         self.store = ConfigStore(paths.config_file)
         self.journal = Journal(paths.journal_file)
         self._engine_factory = engine_factory or _default_engine_factory
@@ -150,6 +152,12 @@ class WorkerService:
         if self._client is None:
             raise RuntimeError("the service is not open yet")
         return self._client
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the service is not open yet")
+        return self._session
 
     @property
     def engine(self) -> Engine:
@@ -207,9 +215,12 @@ class WorkerService:
     async def start(self, *, until_idle: bool = False) -> WorkerLoops:
         await self.open()
         if self.loops is None:
-            self.loops = WorkerLoops(self, until_idle=until_idle)
+            self.loops = self._new_loops(until_idle)
             self.loops.start()
         return self.loops
+
+    def _new_loops(self, until_idle: bool) -> WorkerLoops:
+        return WorkerLoops(self, until_idle=until_idle, **self.loop_options)
 
     async def stop(self, drain_secs: float = DEFAULT_DRAIN_SECS) -> None:
         loops, self.loops = self.loops, None
@@ -249,7 +260,7 @@ class WorkerService:
         await self.rebuild_engine()
         if loops is None and not start_if_stopped:
             return
-        self.loops = WorkerLoops(self, until_idle=until_idle)
+        self.loops = self._new_loops(until_idle)
         self.loops.start()
         log.info("worker loops restarted (engine %s)", self.engine.name)
 
@@ -334,6 +345,8 @@ class WorkerService:
             auto_start=config.auto_start,
             models_per_kind=self.engine.models_per_kind(),
             override=config.supported_models_override,
+            auto_update=config.auto_update_enabled,
+            start_minimised=config.start_minimised,
         )
 
     async def register(
@@ -356,97 +369,16 @@ class WorkerService:
         if not token:
             raise ConfigError(self.paths.config_file, "no bootstrap token to register with",
                               key="bootstrap_token")
-        assert self._session is not None
-        client = StudioClient(self._session, url)
-        registration = await client.register(
-            token, self.capabilities(), self.config.worker_id or None
-        )
-        changes.update(worker_id=registration.worker_id, auth_token=registration.auth_token)
-        self.save_config(changes)
+        return await register_with_token(self, StudioClient(self.http, url), token,
+                                         also_save=changes)
+
+    def reset_registration(self) -> None:
+        """Forget this worker's registration (``register --reset``, Start over)."""
+        self.save_config(reset_changes())
+        self.state.set_approval(None)
         self.state.set_unauthorised(False)
         self.state.set_error(None)
-        get_logger("register").info("registered with %s as worker %s", url,
-                                    registration.worker_id)
-        return registration
-
-    async def report_fail(self, job_id: str, error: str, *, retryable: bool) -> None:
-        """Tell the studio a job failed; kept in the journal until the studio has it."""
-        error = self.redactor.redact(error)[:2000]
-        self.journal.pending_fail(job_id, error, retryable)
-        backoff = Backoff(base=loops_mod.RETRY_BASE_SECS, cap=4 * loops_mod.RETRY_BASE_SECS)
-        delivered = False
-        for attempt in range(1, REPORT_ATTEMPTS + 1):
-            config = self.config
-            try:
-                await self.client.fail(config.worker_id, config.auth_token, job_id, error,
-                                       retryable)
-            except StudioError as exc:
-                if isinstance(exc, StudioHTTPError) and 400 <= exc.status < 500 and \
-                        exc.status not in (408, 429):
-                    get_logger("fail").error("the studio refused the fail report of job %s: %s",
-                                             job_id, exc, extra={"job_id": job_id})
-                    delivered = True
-                    break
-                if attempt == REPORT_ATTEMPTS:
-                    get_logger("fail").warning(
-                        "could not report job %s as failed yet (%s); will retry", job_id, exc,
-                        extra={"job_id": job_id})
-                    break
-                await asyncio.sleep(backoff.next_delay())
-            else:
-                delivered = True
-                get_logger("fail").info("job %s reported as failed (%s): %s", job_id,
-                                        "retryable" if retryable else "not retryable", error,
-                                        extra={"job_id": job_id})
-                break
-        if delivered:
-            self.journal.done(job_id)
-        finished = self.state.job_finished(job_id, "failed", error, retryable)
-        cooldown = self.config.failure_cooldown_secs
-        if finished is not None and cooldown > 0 and \
-                self.state.consecutive_failures >= loops_mod.FAILURES_BEFORE_COOLDOWN:
-            log.warning("%d jobs failed in a row: not claiming for %g s",
-                        self.state.consecutive_failures, cooldown)
-            self.state.start_cooldown(cooldown)
-
-    async def check_backend(self) -> str | None:
-        """Ask the engine whether its backend answers; claiming waits while it does not."""
-        engine = self.engine
-        try:
-            problem = await engine.check()
-        except Exception as exc:  # a broken check must not stop the worker
-            problem = f"the {engine.name} engine could not be checked: {exc}"
-        before = self.state.backend_problem
-        if problem != before:
-            if problem is not None:
-                log.warning("not claiming: %s", problem)
-            else:
-                log.info("the %s engine answers again; claiming resumes", engine.name)
-        self.state.set_backend_problem(problem)
-        return problem
-
-    async def report_journal(self) -> None:
-        """Report jobs left in the journal (a crash, or a fail not yet delivered)."""
-        current = self.state.current_job.job_id if self.state.current_job else None
-        config = self.config
-        if not config.is_registered():
-            return
-        for entry in self.journal.entries():
-            if entry.job_id == current:
-                continue
-            error = entry.error or RESTARTED_REASON
-            try:
-                await self.client.fail(config.worker_id, config.auth_token, entry.job_id, error,
-                                       entry.retryable)
-            except StudioError as exc:
-                if isinstance(exc, StudioHTTPError) and 400 <= exc.status < 500 and \
-                        exc.status not in (408, 429):
-                    get_logger("fail").warning("dropping journaled job %s: %s", entry.job_id, exc)
-                    self.journal.done(entry.job_id)
-                continue
-            get_logger("fail").info("reported job %s as failed: %s", entry.job_id, error,
-                                    extra={"job_id": entry.job_id})
-            self.journal.done(entry.job_id)
+        get_logger("register").info("registration reset: this PC will ask the studio again")
 
     async def check_update(self) -> UpdateInfo:
         assert self._session is not None
@@ -488,7 +420,8 @@ class WorkerService:
             connection=connection,
             label=state_label(connection, paused=paused, busy=busy,
                               backend_down=state.backend_problem is not None,
-                              cooling_down=state.cooldown_until is not None),
+                              cooling_down=state.cooldown_until is not None,
+                              approval=state.approval),
             paused=paused,
             busy=busy,
             current_job=state.current_job,
@@ -510,6 +443,8 @@ class WorkerService:
             pid=os.getpid(),
             config_path=str(self.paths.config_file),
             log_file=str(self.paths.log_file),
+            approval=state.approval,
+            protocol=state.protocol,
         )
 
     def recent_jobs(self) -> list[FinishedJob]:
