@@ -275,6 +275,8 @@ class FieldInfo:
 
 
 def _type_name(annotation: Any) -> str:
+    if getattr(annotation, "__origin__", None) is Literal:
+        return "one of " + ", ".join(str(a) for a in annotation.__args__)
     text = str(annotation)
     if text.startswith("list"):
         return "list of strings"

@@ -135,7 +135,7 @@ class ChannelTransport:
         self.sessions = 0
         """Sessions welcomed so far (tests wait on it)."""
 
-    # -- Delivery -------------------------------------------------------------------------------
+    # -- Delivery --------------------------------------------------------------------------
     async def complete(self, job_id: str, prompt: str, result: BinaryResult) -> None:
         config = self.host.config
         await self.host.client.complete(config.worker_id, config.auth_token, job_id, prompt,
@@ -165,7 +165,7 @@ class ChannelTransport:
         finally:
             self._acks.pop((ack, job_id), None)
 
-    # -- sessions ------------------------------------------------------------------------------
+    # -- sessions --------------------------------------------------------------------------
     async def run(self) -> End:
         ctx = self.ctx
         failures = 0
@@ -346,7 +346,7 @@ class ChannelTransport:
         self._heartbeat_pending = False
         return idle
 
-    # -- offers ------------------------------------------------------------------------------------
+    # -- offers ----------------------------------------------------------------------------
     async def _offer(self, frame: Offer) -> None:
         self._offered_since_heartbeat = True
         raw_id = frame.claim.get("jobId")
@@ -381,7 +381,7 @@ class ChannelTransport:
         log_claim.info("rejected job %s: %s", job_id, reason, extra={"job_id": job_id})
         await self._send(frame)
 
-    # -- heartbeats and logs ---------------------------------------------------------------------
+    # -- heartbeats and logs ---------------------------------------------------------------
     async def _heartbeats(self) -> None:
         ctx, host = self.ctx, self.host
         cadence = Cadence(asyncio.get_running_loop())
