@@ -72,6 +72,9 @@ class JobRunner:
         self.retry_base_secs = RETRY_BASE_SECS if retry_base_secs is None else retry_base_secs
         self.failures_before_cooldown = failures_before_cooldown
         self.task: asyncio.Task[None] | None = None
+        self.delivering = False
+        """The running job has its result and is handing it to the studio: a studio may
+        offer the next job before that call returns (v2 waits for it then)."""
         self._abort_reason: str | None = None
 
     # -- the slot -----------------------------------------------------------------------
@@ -83,6 +86,7 @@ class JobRunner:
         """Run ``claim`` in its own task (awaited through ``asyncio.wait`` by the caller, so
         that stopping can cancel the job without cancelling the caller)."""
         self._abort_reason = None
+        self.delivering = False
         self.task = asyncio.create_task(self.run(claim, delivery), name=f"job-{claim.job_id}")
         return self.task
 
@@ -155,6 +159,7 @@ class JobRunner:
             return
         log_gen.info("job %s generated in %.2f s", job_id, time.monotonic() - started,
                      extra=extra)
+        self.delivering = True
         try:
             await self._upload(job_id, prompt, result, delivery)
         except asyncio.CancelledError:

@@ -132,6 +132,7 @@ class ChannelTransport:
         self._offered_since_heartbeat = False
         self._heartbeat_pending = False
         self._welcomed = asyncio.Event()
+        self._offers: set[asyncio.Task[None]] = set()
         self.sessions = 0
         """Sessions welcomed so far (tests wait on it)."""
 
@@ -244,6 +245,7 @@ class ChannelTransport:
                 await reader
             return ender.result()
         finally:
+            tasks.extend(self._offers)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -326,7 +328,11 @@ class ChannelTransport:
         while True:
             frame = await self._read(ws)
             if isinstance(frame, Offer):
-                await self._offer(frame)
+                # In its own task: it may wait for the previous job's upload to return.
+                self._offered_since_heartbeat = True
+                task = asyncio.create_task(self._offer(frame), name="v2-offer")
+                self._offers.add(task)
+                task.add_done_callback(self._offers.discard)
             elif isinstance(frame, HeartbeatAck):
                 self.host.state.heartbeat_ok()
                 if self._idle_after_ack():
@@ -348,7 +354,11 @@ class ChannelTransport:
 
     # -- offers ----------------------------------------------------------------------------
     async def _offer(self, frame: Offer) -> None:
-        self._offered_since_heartbeat = True
+        jobs = self.ctx.jobs
+        if jobs.busy and jobs.delivering and jobs.task is not None:
+            # The studio offers the next job as soon as it has the last result, which can
+            # be before our upload call has returned: let that job end first.
+            await asyncio.wait({jobs.task}, timeout=self.ack_timeout_secs)
         raw_id = frame.claim.get("jobId")
         try:
             claim = JobClaim.model_validate(frame.claim)
