@@ -31,6 +31,11 @@ def v1_requests(studio: Any) -> list[str]:
             if r.endpoint in ("heartbeat", "claim", "logs", "fail", "complete-json")]
 
 
+def welcomed(studio: Any, worker_id: str) -> bool:
+    session = studio.channel.sessions.get(worker_id)
+    return session is not None and session.welcomed
+
+
 def frames_in(studio: Any, kind: str) -> list[dict[str, Any]]:
     out = []
     for record in studio.channel.frames:
@@ -133,7 +138,7 @@ async def test_approval_pending_then_approved(
         assert stat.S_IMODE(service.paths.config_file.stat().st_mode) == 0o600
     await studio.wait_for(lambda: request.polls >= 2, timeout=10)
     worker_id = studio.approve(request.request_id)
-    await studio.wait_for(lambda: worker_id in studio.channel.sessions, timeout=10)
+    await studio.wait_for(lambda: welcomed(studio, worker_id), timeout=10)
     assert service.config.worker_id == worker_id
     assert service.config.registration_request_id == "" and \
         service.config.registration_secret == ""
@@ -242,6 +247,7 @@ async def test_failures_are_fail_frames(studio: Any, make_service: ServiceFactor
     assert fails == [{"type": "fail", "jobId": job, "error": "the model refused the prompt",
                       "retryable": False}]
     assert any('"failAck"' in f.text for f in studio.channel.frames if f.direction == "out")
+    await studio.wait_for(lambda: service.recent_jobs() != [], timeout=5)
     assert service.recent_jobs()[0].outcome == "failed"
 
 
@@ -271,7 +277,7 @@ async def test_duplicate_and_deleted_are_shown_and_not_retried(
     service = await make_service(protocol="v2")
     await service.start()
     worker_id = service.config.worker_id
-    await studio.wait_for(lambda: worker_id in studio.channel.sessions, timeout=10)
+    await studio.wait_for(lambda: welcomed(studio, worker_id), timeout=10)
     assert service.loops is not None
     await studio.drop_session(worker_id, error=error)
     await studio.wait_for(lambda: service.status().last_error is not None
@@ -288,7 +294,7 @@ async def test_close_4003_without_an_error_frame_is_treated_alike(
     service = await make_service(protocol="v2")
     await service.start()
     worker_id = service.config.worker_id
-    await studio.wait_for(lambda: worker_id in studio.channel.sessions, timeout=10)
+    await studio.wait_for(lambda: welcomed(studio, worker_id), timeout=10)
     await studio.drop_session(worker_id, code=4004)
     await studio.wait_for(lambda: "worker_deleted" in (service.status().last_error or ""),
                           timeout=10)
@@ -347,10 +353,15 @@ async def test_auto_falls_back_to_v1_and_moves_to_v2_when_it_appears(
     assert status.protocol.reason == "studio has no v2 channel: polling"
     assert any(r.endpoint == "claim" for r in studio.requests)
     studio.protocol = "both"
-    await studio.wait_for(lambda: service.config.worker_id in studio.channel.sessions,
-                          timeout=15)
-    assert service.status().protocol is not None
-    assert service.status().protocol.name == "v2"  # type: ignore[union-attr]
+    worker_id = service.config.worker_id
+
+    def on_v2() -> bool:
+        session = studio.channel.sessions.get(worker_id)  # the probe's socket says no hello
+        protocol = service.status().protocol
+        return session is not None and session.welcomed and protocol is not None \
+            and protocol.name == "v2"
+
+    await studio.wait_for(on_v2, timeout=15)
     claims_before = sum(1 for r in studio.requests if r.endpoint == "claim")
     second = studio.enqueue(model="synthetic", task={"kind": "image", "prompt": "offered"})
     await studio.wait_for(lambda: studio.jobs[second].status == "completed", timeout=15)
