@@ -184,7 +184,8 @@ class WorkerLoops:
         config = self.svc.config
         state = self.svc.state
         return (not config.is_registered() or not config.auto_enabled or state.unauthorised
-                or state.backend_problem is not None or state.cooling_down())
+                or state.backend_problem is not None or state.cooling_down()
+                or self.svc.policy.hold_reason() is not None)
 
     async def _claim_loop(self) -> None:
         await self.svc.check_backend()
