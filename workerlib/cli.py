@@ -167,7 +167,7 @@ def cmd_status(paths: Paths) -> int:
     print(f"claiming:   {'enabled' if config.auto_enabled else 'paused'}")
     snoozed = SnoozeStore(paths.snooze_file).active_until(time.time())
     print(f"engine:     {config.engine}")
-    print(f"threshold:  {config.vram_threshold_gb:g} GB")
+    print(f"threshold:  {config.vram_threshold_gb:g} GiB")
     live = live_status(paths)
     if live is None:
         if snoozed is not None:
@@ -180,7 +180,7 @@ def cmd_status(paths: Paths) -> int:
         print(f"holding:    {hold.get('text')}")
     for gpu in live.get("gpus") or []:
         print(f"gpu:        {GpuHealth.model_validate(gpu).describe()}")
-    print(f"vram:       {float(live['vram_total_gb']):g} GB detected")
+    print(f"vram:       {float(live['vram_total_gb']):g} GiB detected")
     hb = live.get("last_heartbeat")
     if hb:
         when = _ago(time.time() - float(hb["at"]))
@@ -393,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("resume", help="end a pause or snooze")
     stats = sub.add_parser("stats", help="the jobs this PC did (24 hours, 7 days)")
     stats.add_argument("--json", action="store_true", help="print JSON")
-    thr = sub.add_parser("set-threshold", help="largest job to accept, in GB of VRAM")
-    thr.add_argument("gb", type=float, metavar="GB")
+    thr = sub.add_parser("set-threshold", help="largest job to accept, in GiB of VRAM")
+    thr.add_argument("gb", type=float, metavar="GIB")
     cfg = sub.add_parser("config", help="print the config file's path and settings")
     cfg.add_argument("--show-secrets", action="store_true", help="print tokens unmasked")
     chk = sub.add_parser("check-update", help="check the release feed for a newer version")
@@ -453,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_stats(paths, args.json)
         if command == "set-threshold":
             return cmd_update(paths, {"vram_threshold_gb": args.gb},
-                              f"VRAM threshold set to {args.gb:g} GB")
+                              f"VRAM threshold set to {args.gb:g} GiB")
         if command == "config":
             return cmd_config(paths, args.show_secrets)
         if command == "check-update":

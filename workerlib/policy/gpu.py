@@ -48,8 +48,8 @@ class GpuHealth(BaseModel):
         if self.temperature_c is not None:
             parts.append(f"{self.temperature_c:.0f} °C")
         if self.memory_used_bytes is not None and self.memory_total_bytes:
-            parts.append(f"{self.memory_used_bytes / 1e9:.1f} / "
-                         f"{self.memory_total_bytes / 1e9:.1f} GB")
+            parts.append(f"{self.memory_used_bytes / 2**30:.1f} / "
+                         f"{self.memory_total_bytes / 2**30:.1f} GiB")
         if self.power_w is not None:
             parts.append(f"{self.power_w:.0f} W")
         return " · ".join(parts)
