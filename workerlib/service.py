@@ -38,6 +38,7 @@ from workerlib.logs import (
     make_file_handler,
 )
 from workerlib.paths import Paths
+from workerlib.policy import Hold, Policy, PolicyProbes, SnoozeStore
 from workerlib.runtime import loops as loops_mod
 from workerlib.runtime.journal import RESTARTED_REASON, Journal, studio_has_it
 from workerlib.runtime.loops import REPORT_ATTEMPTS, WorkerLoops
@@ -51,6 +52,7 @@ from workerlib.runtime.state import (
     state_label,
 )
 from workerlib.runtime.timing import Backoff
+from workerlib.stats import StatsStore
 from workerlib.update import check_for_update
 from workerlib.updater import (
     UpdateError,
@@ -104,6 +106,7 @@ class WorkerService:
         vram_probe: Callable[[], float] | None = None,
         console: logging.Handler | None = None,
         file_logging: bool = True,
+        policy_probes: PolicyProbes | None = None,
     ) -> None:
         self.paths = paths
         self.store = ConfigStore(paths.config_file)
@@ -139,6 +142,10 @@ class WorkerService:
         self._status_published = 0.0
         self._journal_retry_at = 0.0
         self._journal_backoff = Backoff(base=loops_mod.RETRY_BASE_SECS)
+        self.policy = Policy(lambda: self.config, SnoozeStore(paths.snooze_file), policy_probes,
+                             self._policy_changed)
+        self.stats = StatsStore(paths.stats_file)
+        self.subscribe(self._record_stats)
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -209,6 +216,7 @@ class WorkerService:
     async def start(self, *, until_idle: bool = False) -> WorkerLoops:
         await self.open()
         if self.loops is None:
+            await self.policy.start()
             self.loops = WorkerLoops(self, until_idle=until_idle)
             self.loops.start()
         return self.loops
@@ -217,10 +225,13 @@ class WorkerService:
         loops, self.loops = self.loops, None
         if loops is not None:
             await loops.stop(drain_secs)
+        await self.policy.stop()
         self.publish_status_file(running=False)
 
     async def close(self, drain_secs: float = DEFAULT_DRAIN_SECS) -> None:
         await self.stop(drain_secs)
+        self.policy.close()
+        self.stats.close()
         if self._engine is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._engine.close(), loops_mod.SHUTDOWN_GRACE_SECS)
@@ -322,6 +333,35 @@ class WorkerService:
         self.save_config({"auto_enabled": not paused})
         log.info("claiming %s", "paused" if paused else "resumed")
 
+    def snooze(self, seconds: float | None = None, *, until: float | None = None) -> Hold | None:
+        """Stop claiming for ``seconds`` (or until ``until``); kept across restarts."""
+        end = until if until is not None else self.policy.clock() + float(seconds or 0)
+        hold = self.policy.snooze_until(end)
+        log.info("snoozed: no new jobs until %s", time.strftime("%Y-%m-%d %H:%M",
+                                                                time.localtime(end)))
+        return hold
+
+    def resume(self) -> Hold | None:
+        """End a snooze and a manual pause; returns a rule that still holds, if any."""
+        if not self.config.auto_enabled:
+            self.set_paused(False)
+        return self.policy.resume()
+
+    def _policy_changed(self, major: bool) -> None:
+        if major and self.loops is not None:
+            # Claim as soon as a rule lifts; tell the studio at once (autoEnabled).
+            self.loops.wake.set()
+            self.loops.heartbeat_now.set()
+        self._emit(Event("status"))
+        if major:
+            self.publish_status_file(force=True)
+
+    def _record_stats(self, event: Event) -> None:
+        if event.kind == "finished" and isinstance(event.data, FinishedJob):
+            job = event.data
+            self.stats.record(job.job_id, job.kind, job.model, job.outcome, job.duration_secs,
+                              job.finished_at)
+
     # -- studio operations ---------------------------------------------------------------
     def capabilities(self) -> Capabilities:
         config = self.config
@@ -332,10 +372,13 @@ class WorkerService:
             engine=config.engine,
             vram_total_gb=self.state.vram_total_gb,
             vram_threshold_gb=config.vram_threshold_gb,
-            auto_enabled=config.auto_enabled,
+            # A politeness rule that holds claiming reads as "not enabled" to the studio.
+            auto_enabled=config.auto_enabled and self.policy.hold_reason() is None,
             auto_start=config.auto_start,
             models_per_kind=self.engine.models_per_kind(),
             override=config.supported_models_override,
+            only_when_idle=config.only_when_idle,
+            user_presence=self.policy.user_presence(),
         )
 
     async def register(
@@ -485,6 +528,7 @@ class WorkerService:
                                       heartbeat_interval=config.heartbeat_interval_secs)
         busy = state.current_job is not None
         paused = not config.auto_enabled
+        hold = self.policy.hold_reason()
         return StatusSnapshot(
             version=__version__,
             worker_id=config.worker_id,
@@ -493,7 +537,8 @@ class WorkerService:
             connection=connection,
             label=state_label(connection, paused=paused, busy=busy,
                               backend_down=state.backend_problem is not None,
-                              cooling_down=state.cooldown_until is not None),
+                              cooling_down=state.cooldown_until is not None,
+                              held=hold is not None),
             paused=paused,
             busy=busy,
             current_job=state.current_job,
@@ -515,6 +560,9 @@ class WorkerService:
             pid=os.getpid(),
             config_path=str(self.paths.config_file),
             log_file=str(self.paths.log_file),
+            hold=hold,
+            gpus=self.policy.gpus(),
+            user_presence=self.policy.user_presence(),
         )
 
     def recent_jobs(self) -> list[FinishedJob]:

@@ -196,9 +196,15 @@ class Capabilities(BaseModel):
     supported_models: list[str] = Field(alias="supportedModels")
     task_kinds: list[TaskKind] = Field(alias="taskKinds")
     supported_models_per_kind: dict[str, list[str]] = Field(alias="supportedModelsPerKind")
+    only_when_idle: bool = Field(False, alias="onlyWhenIdle")
+    user_presence: Literal["idle", "active"] | None = Field(None, alias="userPresence")
+    """Left out when unknown (STUDIO_API_V2.md §3)."""
 
     def to_wire(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, mode="json")
+        data = self.model_dump(by_alias=True, mode="json")
+        if data.get("userPresence") is None:
+            data.pop("userPresence", None)
+        return data
 
 
 def build_capabilities(
@@ -213,6 +219,8 @@ def build_capabilities(
     auto_start: bool,
     models_per_kind: Mapping[str, Sequence[str]],
     override: Sequence[str] = (),
+    only_when_idle: bool = False,
+    user_presence: Literal["idle", "active"] | None = None,
 ) -> Capabilities:
     """Assemble capabilities with the ordering and override rules of §4."""
     kinds = [k for k in KIND_ORDER if k in models_per_kind]
@@ -234,6 +242,8 @@ def build_capabilities(
         supported_models=union,
         task_kinds=kinds,
         supported_models_per_kind=per_kind,
+        only_when_idle=only_when_idle,
+        user_presence=user_presence,
     )
 
 

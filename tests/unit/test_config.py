@@ -172,8 +172,8 @@ def test_every_field_has_description_and_group() -> None:
     assert "a1111.url" in {i.name for i in infos}
     for info in infos:
         assert info.description, info.name
-        assert info.group in {"Connection", "Worker", "Engine", "Auto-update", "Models",
-                              "Notifications", "Background mode"}
+        assert info.group in {"Connection", "Worker", "Politeness", "Engine", "Auto-update",
+                              "Models", "Notifications", "Background mode"}
     secrets = {i.name for i in infos if i.secret}
     assert secrets == {"auth_token", "bootstrap_token"}
 

@@ -203,7 +203,7 @@ class WorkerLoops:
         state = self.svc.state
         return (not config.is_registered() or not config.auto_enabled or state.unauthorised
                 or state.backend_problem is not None or state.cooling_down()
-                or self._local_fault())
+                or self.svc.policy.hold_reason() is not None or self._local_fault())
 
     def _local_fault(self) -> bool:
         """The journal cannot be written (a full disk): claim nothing until it can, or

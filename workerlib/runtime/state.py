@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from workerlib.policy.gpu import GpuHealth
+from workerlib.policy.hold import Hold
 from workerlib.sanitize import display
 
 RECENT_JOBS = 50
@@ -115,6 +117,11 @@ class StatusSnapshot(_Frozen):
     pid: int
     config_path: str
     log_file: str
+    hold: Hold | None = None
+    """The politeness rule that holds claiming now (the first that holds), if any."""
+    gpus: list[GpuHealth] = []
+    """GPU health from NVML; empty without an NVIDIA GPU."""
+    user_presence: Literal["idle", "active"] | None = None
 
 
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -290,7 +297,7 @@ class WorkerState:
 
 def state_label(
     connection: Connection, *, paused: bool, busy: bool, backend_down: bool = False,
-    cooling_down: bool = False,
+    cooling_down: bool = False, held: bool = False,
 ) -> str:
     """The badge text: Idle / Busy / Paused / Disconnected / Not authorised / Not registered,
     and Engine offline / Cooling down when the worker holds back on its own."""
@@ -302,7 +309,7 @@ def state_label(
         return "Disconnected"
     if busy:
         return "Busy"
-    if paused:
+    if paused or held:
         return "Paused"
     if backend_down:
         return "Engine offline"
