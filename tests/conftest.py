@@ -55,7 +55,8 @@ async def make_service(
 
     async def factory(
         *, register: bool = True, engine: Any = None, name: str = "w", vram: float = 16.0,
-        loop_options: dict[str, float] | None = None, **config: Any,
+        policy_probes: Any = None, loop_options: dict[str, float] | None = None,
+        **config: Any,
     ) -> WorkerService:
         root = tmp_path / name
         paths = Paths(config_file=root / "config.toml", log_dir=root / "logs",
@@ -78,6 +79,7 @@ async def make_service(
             engine_factory=(lambda _c: engine) if engine is not None else (
                 lambda c: SyntheticEngine() if c.engine == "synthetic" else _factory(c)),
             vram_probe=lambda: vram,
+            policy_probes=policy_probes,
             loop_options=loop_options,
         )
         services.append(service)

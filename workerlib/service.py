@@ -38,8 +38,9 @@ from workerlib.logs import (
     make_file_handler,
 )
 from workerlib.paths import Paths
+from workerlib.policy import Hold, Policy, PolicyProbes, SnoozeStore
 from workerlib.runtime.journal import Journal
-from workerlib.runtime.loops import WorkerLoops
+from workerlib.runtime.loops import SHUTDOWN_GRACE_SECS, WorkerLoops
 from workerlib.runtime.registration import register_with_token, reset_changes
 from workerlib.runtime.state import (
     Event,
@@ -50,6 +51,7 @@ from workerlib.runtime.state import (
     WorkerState,
     state_label,
 )
+from workerlib.stats import StatsStore
 from workerlib.update import check_for_update
 from workerlib.updater import (
     UpdateError,
@@ -103,6 +105,7 @@ class WorkerService:
         vram_probe: Callable[[], float] | None = None,
         console: logging.Handler | None = None,
         file_logging: bool = True,
+        policy_probes: PolicyProbes | None = None,
         loop_options: Mapping[str, float] | None = None,
     ) -> None:
         self.paths = paths
@@ -139,6 +142,10 @@ class WorkerService:
         self._bad_config_stamp: str | None = None
         self._in_listener_error = False
         self._status_published = 0.0
+        self.policy = Policy(lambda: self.config, SnoozeStore(paths.snooze_file), policy_probes,
+                             self._policy_changed)
+        self.stats = StatsStore(paths.stats_file)
+        self.subscribe(self._record_stats)
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -215,6 +222,7 @@ class WorkerService:
     async def start(self, *, until_idle: bool = False) -> WorkerLoops:
         await self.open()
         if self.loops is None:
+            await self.policy.start()
             self.loops = self._new_loops(until_idle)
             self.loops.start()
         return self.loops
@@ -226,13 +234,16 @@ class WorkerService:
         loops, self.loops = self.loops, None
         if loops is not None:
             await loops.stop(drain_secs)
+        await self.policy.stop()
         self.publish_status_file(running=False)
 
     async def close(self, drain_secs: float = DEFAULT_DRAIN_SECS) -> None:
         await self.stop(drain_secs)
+        self.policy.close()
+        self.stats.close()
         if self._engine is not None:
             with contextlib.suppress(Exception):
-                await self._engine.close()
+                await asyncio.wait_for(self._engine.close(), SHUTDOWN_GRACE_SECS)
             self._engine = None
         if self._session is not None:
             await self._session.close()
@@ -331,6 +342,35 @@ class WorkerService:
         self.save_config({"auto_enabled": not paused})
         log.info("claiming %s", "paused" if paused else "resumed")
 
+    def snooze(self, seconds: float | None = None, *, until: float | None = None) -> Hold | None:
+        """Stop claiming for ``seconds`` (or until ``until``); kept across restarts."""
+        end = until if until is not None else self.policy.clock() + float(seconds or 0)
+        hold = self.policy.snooze_until(end)
+        log.info("snoozed: no new jobs until %s", time.strftime("%Y-%m-%d %H:%M",
+                                                                time.localtime(end)))
+        return hold
+
+    def resume(self) -> Hold | None:
+        """End a snooze and a manual pause; returns a rule that still holds, if any."""
+        if not self.config.auto_enabled:
+            self.set_paused(False)
+        return self.policy.resume()
+
+    def _policy_changed(self, major: bool) -> None:
+        if major and self.loops is not None:
+            # Claim as soon as a rule lifts; tell the studio at once (autoEnabled).
+            self.loops.wake.set()
+            self.loops.heartbeat_now.set()
+        self._emit(Event("status"))
+        if major:
+            self.publish_status_file(force=True)
+
+    def _record_stats(self, event: Event) -> None:
+        if event.kind == "finished" and isinstance(event.data, FinishedJob):
+            job = event.data
+            self.stats.record(job.job_id, job.kind, job.model, job.outcome, job.duration_secs,
+                              job.finished_at)
+
     # -- studio operations ---------------------------------------------------------------
     def capabilities(self) -> Capabilities:
         config = self.config
@@ -341,12 +381,15 @@ class WorkerService:
             engine=config.engine,
             vram_total_gb=self.state.vram_total_gb,
             vram_threshold_gb=config.vram_threshold_gb,
-            auto_enabled=config.auto_enabled,
+            # A politeness rule that holds claiming reads as "not enabled" to the studio.
+            auto_enabled=config.auto_enabled and self.policy.hold_reason() is None,
             auto_start=config.auto_start,
             models_per_kind=self.engine.models_per_kind(),
             override=config.supported_models_override,
             auto_update=config.auto_update_enabled,
             start_minimised=config.start_minimised,
+            only_when_idle=config.only_when_idle,
+            user_presence=self.policy.user_presence(),
         )
 
     async def register(
@@ -412,6 +455,7 @@ class WorkerService:
                                       heartbeat_interval=config.heartbeat_interval_secs)
         busy = state.current_job is not None
         paused = not config.auto_enabled
+        hold = self.policy.hold_reason()
         return StatusSnapshot(
             version=__version__,
             worker_id=config.worker_id,
@@ -421,7 +465,7 @@ class WorkerService:
             label=state_label(connection, paused=paused, busy=busy,
                               backend_down=state.backend_problem is not None,
                               cooling_down=state.cooldown_until is not None,
-                              approval=state.approval),
+                              held=hold is not None, approval=state.approval),
             paused=paused,
             busy=busy,
             current_job=state.current_job,
@@ -443,6 +487,9 @@ class WorkerService:
             pid=os.getpid(),
             config_path=str(self.paths.config_file),
             log_file=str(self.paths.log_file),
+            hold=hold,
+            gpus=self.policy.gpus(),
+            user_presence=self.policy.user_presence(),
             approval=state.approval,
             protocol=state.protocol,
         )

@@ -8,16 +8,95 @@ aliases so that ``model_dump(by_alias=True)`` is what goes over the wire.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+)
 from pydantic.alias_generators import to_camel as _to_pascal
+
+from workerlib.sanitize import has_controls
 
 TaskKind = Literal["image", "llm", "audio_stt", "audio_tts", "video"]
 KIND_ORDER: tuple[TaskKind, ...] = ("image", "llm", "audio_stt", "audio_tts", "video")
 BINARY_KINDS: frozenset[str] = frozenset({"image", "audio_tts", "video"})
 JSON_KINDS: frozenset[str] = frozenset({"llm", "audio_stt"})
+
+# -- validation at the door ---------------------------------------------------------------
+MAX_ID_CHARS = 256
+MAX_NAME_CHARS = 1024
+"""gameId, assetName, model: short names, never free text."""
+MAX_TEXT_CHARS = 1_000_000
+"""Prompts and other free text: generous, but bounded."""
+MAX_TOKEN_CHARS = 4096
+_EXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,15}")
+_ID_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """An id from the studio: 1-256 visible ASCII characters, no quote or backslash.
+
+    Ids go into URL paths (percent-encoded) and multipart file names; a tab, CR, LF, NUL
+    or escape sequence in one is refused rather than stripped or passed on.
+    """
+    if not value:
+        raise ValueError(f"{what} is empty")
+    if len(value) > MAX_ID_CHARS:
+        raise ValueError(f"{what} is {len(value)} characters long (at most {MAX_ID_CHARS})")
+    bad = next((ch for ch in value if ch not in _ID_CHARS), None)
+    if bad is not None:
+        raise ValueError(f"{what} holds the character {bad!r} (allowed: visible ASCII "
+                         "without quotes or backslashes)")
+    return value
+
+
+def check_token(value: str, what: str = "token") -> str:
+    """A bearer token: visible ASCII only (it goes into an HTTP header as is)."""
+    if len(value) > MAX_TOKEN_CHARS:
+        raise ValueError(f"{what} is {len(value)} characters long (at most {MAX_TOKEN_CHARS})")
+    for index, ch in enumerate(value):
+        if not 0x21 <= ord(ch) <= 0x7E:
+            kind = "a space" if ch == " " else "a control character" if ord(ch) < 0x20 or \
+                ord(ch) == 0x7F else "a non-ASCII character"
+            raise ValueError(f"{what} holds {kind} ({ch!r}) at position {index + 1}; "
+                             "copy the token again without it")
+    return value
+
+
+def check_name(value: str, what: str = "name") -> str:
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"{what} is {len(value)} characters long (at most {MAX_NAME_CHARS})")
+    if has_controls(value):
+        raise ValueError(f"{what} holds control characters")
+    return value
+
+
+def check_text(value: str, what: str = "text") -> str:
+    if len(value) > MAX_TEXT_CHARS:
+        raise ValueError(f"{what} is {len(value)} characters long (at most {MAX_TEXT_CHARS})")
+    return value
+
+
+def check_ext(value: str) -> str:
+    """A file extension without the dot: it goes into the result's file name."""
+    if _EXT.fullmatch(value) is None:
+        raise ValueError("ext must be 1-16 letters, digits, '-', '_' or '+' without a dot, "
+                         f"got {value[:40]!r}")
+    return value
+
+
+Ext = Annotated[str, AfterValidator(check_ext)]
+Text = Annotated[str, AfterValidator(lambda v: check_text(v, "text"))]
+Name = Annotated[str, AfterValidator(lambda v: check_name(v, "name"))]
+JobId = Annotated[str, AfterValidator(lambda v: check_id(v, "jobId"))]
 
 
 def camel(name: str) -> str:
@@ -43,15 +122,15 @@ class _TaskBase(BaseModel):
 
 class ImageTask(_TaskBase):
     kind: Literal["image"] = "image"
-    prompt: str
+    prompt: Text
     width: int = Field(512, ge=1, le=16384)
     height: int = Field(512, ge=1, le=16384)
     steps: int = Field(20, ge=1, le=10000)
     seed: int | None = None
-    ext: str = "webp"
-    negative_prompt: str | None = None
+    ext: Ext = "webp"
+    negative_prompt: Text | None = None
     cfg_scale: float | None = Field(None, ge=0, le=100)
-    sampling_method: str | None = Field(None, max_length=200)
+    sampling_method: Name | None = None
     denoise: float | None = Field(None, ge=0, le=1)
     init_image_url: Url | None = None
     mask_url: Url | None = None
@@ -59,8 +138,8 @@ class ImageTask(_TaskBase):
 
 
 class ChatMessage(_TaskBase):
-    role: str
-    content: str
+    role: Name
+    content: Text
 
 
 class LlmTask(_TaskBase):
@@ -84,21 +163,21 @@ class AudioSttTask(_TaskBase):
 
 class AudioTtsTask(_TaskBase):
     kind: Literal["audio_tts"] = "audio_tts"
-    text: str
+    text: Text
     voice: str = "default"
-    ext: str = "wav"
+    ext: Ext = "wav"
     speed: float | None = Field(None, gt=0, le=10)
     language: str | None = None
 
 
 class VideoTask(_TaskBase):
     kind: Literal["video"] = "video"
-    prompt: str
+    prompt: Text
     seconds: float = Field(2.0, gt=0, le=600)
     width: int = Field(512, ge=1, le=16384)
     height: int = Field(512, ge=1, le=16384)
-    ext: str = "mp4"
-    negative_prompt: str | None = None
+    ext: Ext = "mp4"
+    negative_prompt: Text | None = None
     init_image_url: Url | None = None
     fps: int | None = Field(None, ge=1, le=240)
 
@@ -121,17 +200,12 @@ def task_prompt(task: Task) -> str:
     return task.text
 
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,256}$"
-"""Job, worker and request ids we accept from a studio: they go into URL paths and logs."""
-JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]
-
-
 class ModelFile(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    role: str = Field(max_length=200)
+    role: Name
     url: Url
-    filename: str = Field(max_length=1024)
+    filename: Name
     approx_bytes: int | None = Field(None, alias="approxBytes", ge=0)
     sha256: str | None = Field(None, max_length=128)
 
@@ -142,7 +216,7 @@ class ModelSource(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    engine: str = Field("", max_length=200)
+    engine: Name = ""
     files: list[ModelFile] = Field(default_factory=list, max_length=64)
     cli_defaults: dict[str, Any] = Field(default_factory=dict, alias="cliDefaults")
 
@@ -183,13 +257,13 @@ class JobClaim(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    job_id: str = Field(alias="jobId", min_length=1)
-    game_id: str = Field(alias="gameId")
-    asset_name: str = Field(alias="assetName")
-    model: str
+    job_id: JobId = Field(alias="jobId")
+    game_id: Name = Field(alias="gameId")
+    asset_name: Name = Field(alias="assetName")
+    model: Name
     vram_gb_estimate: float = Field(alias="vramGbEstimate")
-    prompt: str = ""
-    ext: str = "webp"
+    prompt: Text = ""
+    ext: Ext = "webp"
     task: Task | None = None
     model_source: ModelSource | None = Field(None, alias="modelSource")
 
@@ -222,15 +296,18 @@ class Capabilities(BaseModel):
     supported_models: list[str] = Field(alias="supportedModels")
     task_kinds: list[TaskKind] = Field(alias="taskKinds")
     supported_models_per_kind: dict[str, list[str]] = Field(alias="supportedModelsPerKind")
-    # v2 only, after the v1 keys, left out when unknown (STUDIO_API_V2.md §3).
+    # Newer keys, after the v1 ones in this order (STUDIO_API_V2.md §3); None = unknown,
+    # left out. autoUpdate and startMinimised go to v2 studios only.
     auto_update: bool | None = Field(None, alias="autoUpdate")
     start_minimised: bool | None = Field(None, alias="startMinimised")
+    only_when_idle: bool = Field(False, alias="onlyWhenIdle")
+    user_presence: Literal["idle", "active"] | None = Field(None, alias="userPresence")
 
     def to_wire(self, *, v2: bool = False) -> dict[str, Any]:
-        """The v1 keys exactly (§4); with ``v2`` also the v2 keys that are known."""
         data = self.model_dump(by_alias=True, mode="json")
+        v2_only = ("autoUpdate", "startMinimised")
         return {key: value for key, value in data.items()
-                if key in V1_CAPABILITY_KEYS or (v2 and value is not None)}
+                if value is not None and (v2 or key not in v2_only)}
 
 
 def build_capabilities(
@@ -247,6 +324,8 @@ def build_capabilities(
     override: Sequence[str] = (),
     auto_update: bool | None = None,
     start_minimised: bool | None = None,
+    only_when_idle: bool = False,
+    user_presence: Literal["idle", "active"] | None = None,
 ) -> Capabilities:
     """Assemble capabilities with the ordering and override rules of §4."""
     kinds = [k for k in KIND_ORDER if k in models_per_kind]
@@ -270,6 +349,8 @@ def build_capabilities(
         supported_models_per_kind=per_kind,
         auto_update=auto_update,
         start_minimised=start_minimised,
+        only_when_idle=only_when_idle,
+        user_presence=user_presence,
     )
 
 

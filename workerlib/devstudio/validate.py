@@ -34,13 +34,12 @@ CAPABILITY_KEYS: tuple[str, ...] = (
     "taskKinds",
     "supportedModelsPerKind",
 )
-V2_CAPABILITY_EXTRAS: tuple[str, ...] = ("autoUpdate", "startMinimised", "onlyWhenIdle",
-                                          "userPresence")
+OPTIONAL_CAPABILITY_KEYS: tuple[str, ...] = ("onlyWhenIdle", "userPresence")
+"""Newer workers add these after the v1 keys, in this order (STUDIO_API_V2.md §3)."""
+V2_CAPABILITY_EXTRAS: tuple[str, ...] = ("autoUpdate", "startMinimised",
+                                          *OPTIONAL_CAPABILITY_KEYS)
 """v2 capabilities: these may follow the v1 keys, in this order, each left out when unknown."""
-_V2_EXTRA_TYPES: dict[str, tuple[type, ...]] = {
-    "autoUpdate": (bool,), "startMinimised": (bool,), "onlyWhenIdle": (bool,),
-    "userPresence": (str,),
-}
+USER_PRESENCE: frozenset[str] = frozenset({"idle", "active"})
 LOG_LEVELS: frozenset[str] = frozenset({"info", "warn", "error"})
 LOG_TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _LOG_REQUIRED: tuple[str, ...] = ("ts", "level", "category", "message")
@@ -136,14 +135,19 @@ def validate_capabilities(caps: Any, *, v2: bool = False) -> dict[str, Any]:
     where = "capabilities"
     if not isinstance(caps, dict):
         raise bad(f"{where} must be an object, got {_type(caps)}")
-    extras = V2_CAPABILITY_EXTRAS if v2 else ()
+    extras = V2_CAPABILITY_EXTRAS if v2 else OPTIONAL_CAPABILITY_KEYS
     check_keys(caps, CAPABILITY_KEYS, extras, where)
-    expected = [*CAPABILITY_KEYS, *(key for key in extras if key in caps)]
-    if list(caps) != expected:
-        raise bad(f"{where}: keys out of order: got {list(caps)}, expected {expected}")
-    for key in extras:
-        if key in caps and not isinstance(caps[key], _V2_EXTRA_TYPES[key]):
-            raise bad(f"{where}: {key!r} has the wrong type: {caps[key]!r}")
+    expected = CAPABILITY_KEYS + tuple(k for k in extras if k in caps)
+    if tuple(caps) != expected:
+        raise bad(f"{where}: keys out of order: got {list(caps)}, expected {list(expected)}")
+    for key in ("autoUpdate", "startMinimised"):
+        if key in caps and not isinstance(caps[key], bool):
+            raise bad(f"{where}: {key!r} must be a boolean, got {caps[key]!r}")
+    if "onlyWhenIdle" in caps and not isinstance(caps["onlyWhenIdle"], bool):
+        raise bad(f"{where}: 'onlyWhenIdle' must be a boolean, got {caps['onlyWhenIdle']!r}")
+    if "userPresence" in caps and caps["userPresence"] not in USER_PRESENCE:
+        raise bad(f"{where}: 'userPresence' must be one of {sorted(USER_PRESENCE)} (or left "
+                  f"out when unknown), got {caps['userPresence']!r}")
     for key in ("machineName", "username", "agentVersion", "engine"):
         require_str(caps, key, where)
     for key in ("vramTotalGb", "vramThresholdGb"):

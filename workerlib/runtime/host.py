@@ -22,6 +22,12 @@ from workerlib.updater import UpdateOutcome
 from workerlib.wire import Capabilities
 
 
+class Holds(Protocol):
+    def hold_reason(self) -> object | None:
+        """The politeness rule holding claiming now, if any (workerlib.policy)."""
+        ...
+
+
 class Host(Protocol):
     state: WorkerState
     journal: Journal
@@ -31,6 +37,9 @@ class Host(Protocol):
 
     @property
     def config(self) -> Config: ...
+
+    @property
+    def policy(self) -> Holds: ...
 
     @property
     def engine(self) -> Engine: ...

@@ -18,7 +18,7 @@ from workerlib.engines.base import BinaryResult, CannotServe, EngineError, Engin
 from workerlib.errors import StudioError, StudioHTTPError
 from workerlib.logs import get_logger
 from workerlib.runtime.host import Host
-from workerlib.runtime.journal import RESTARTED_REASON
+from workerlib.runtime.journal import RESTARTED_REASON, studio_has_it
 from workerlib.runtime.timing import Backoff
 from workerlib.wire import JobClaim, task_prompt
 
@@ -47,13 +47,6 @@ class Delivery(Protocol):
     async def fail(self, job_id: str, error: str, retryable: bool) -> None: ...
 
 
-def transient(exc: StudioError) -> bool:
-    """Worth retrying: the studio was unreachable, busy or broken, not refusing."""
-    if isinstance(exc, StudioHTTPError):
-        return exc.status >= 500 or exc.status in (408, 425, 429)
-    return True
-
-
 class JobRunner:
     """Runs claimed jobs for a host; one at a time (the transports see to that)."""
 
@@ -72,6 +65,8 @@ class JobRunner:
         self.retry_base_secs = RETRY_BASE_SECS if retry_base_secs is None else retry_base_secs
         self.failures_before_cooldown = failures_before_cooldown
         self.task: asyncio.Task[None] | None = None
+        self._journal_retry_at = 0.0
+        self._journal_backoff = Backoff(base=self.retry_base_secs)
         self.delivering = False
         """The running job has its result and is handing it to the studio: a studio may
         offer the next job before that call returns (v2 waits for it then)."""
@@ -108,7 +103,20 @@ class JobRunner:
         prompt = task_prompt(task)
         job_id = claim.job_id
         extra = {"job_id": job_id}
-        host.journal.begin(job_id)
+        threshold = host.config.vram_threshold_gb
+        if claim.vram_gb_estimate > threshold:
+            reason = (f"cannot serve: the job needs {claim.vram_gb_estimate:g} GB of VRAM, this "
+                      f"worker accepts up to {threshold:g} GB")
+            log_claim.error("job %s refused: %s", job_id, reason, extra=extra)
+            await self.report_fail(job_id, reason, retryable=False, delivery=delivery)
+            return
+        if not host.journal.begin(job_id):
+            # A local fault, not the job's: hand it back (not counted as a failure) and
+            # stop claiming until the journal can be written (WorkerLoops._local_fault).
+            log_claim.error("job %s handed back: %s", job_id, host.journal.fault, extra=extra)
+            await self.report_fail(job_id, f"worker cannot run it: {host.journal.fault}",
+                                   retryable=True, delivery=delivery)
+            return
         host.state.job_started(job_id, task.kind, claim.model, prompt)
         host.publish_status_file()
         log_claim.info("claimed job %s (%s · %s, %.1f GiB)", job_id, task.kind, claim.model,
@@ -180,7 +188,7 @@ class JobRunner:
                     await delivery.complete_json(job_id, prompt, result.value)
             except StudioError as exc:
                 last = exc
-                if not transient(exc):
+                if not exc.transient:
                     break
                 log_done.warning("upload of job %s failed (attempt %d/%d): %s", job_id, attempt,
                                  self.upload_attempts, exc, extra=extra)
@@ -206,7 +214,8 @@ class JobRunner:
     # -- failures -------------------------------------------------------------------------
     async def report_fail(self, job_id: str, error: str, *, retryable: bool,
                           delivery: Delivery, streak: bool = True) -> None:
-        """Tell the studio a job failed; kept in the journal until the studio has it."""
+        """Tell the studio a job failed; kept in the journal until the studio has it
+        (a 2xx, or 404/409/410: see journal.studio_has_it)."""
         host = self.host
         error = host.redactor.redact(error)[:2000]
         host.journal.pending_fail(job_id, error, retryable)
@@ -216,14 +225,14 @@ class JobRunner:
             try:
                 await delivery.fail(job_id, error, retryable)
             except StudioError as exc:
-                if not transient(exc):
+                if studio_has_it(exc):
                     log_fail.error("the studio refused the fail report of job %s: %s", job_id,
                                    exc, extra=extra)
                     host.journal.done(job_id)
                     break
-                if attempt == self.report_attempts:
-                    log_fail.warning("could not report job %s as failed yet (%s); will retry",
-                                     job_id, exc, extra=extra)
+                if attempt == self.report_attempts or not exc.transient:
+                    log_fail.warning("could not report job %s as failed yet (%s); kept to send "
+                                     "later", job_id, exc, extra=extra)
                     break
                 await asyncio.sleep(backoff.next_delay())
             else:
@@ -239,11 +248,16 @@ class JobRunner:
                         host.state.consecutive_failures, cooldown)
             host.state.start_cooldown(cooldown)
 
-    async def report_journal(self, delivery: Delivery) -> None:
-        """Report jobs left in the journal (a crash, or a fail not yet delivered)."""
+    async def report_journal(self, delivery: Delivery, *, now: bool = False) -> None:
+        """Report jobs left in the journal (a crash, or a fail not yet delivered).
+
+        After a failed attempt the next one waits (1 s doubling, capped at 60 s), so a
+        studio that keeps refusing is not asked before every claim; ``now``: a new
+        session, try at once."""
         host = self.host
-        current = host.state.current_job.job_id if host.state.current_job else None
-        if not host.config.is_registered():
+        current = host.state.current_job_id
+        if not host.config.is_registered() or \
+                (not now and time.monotonic() < self._journal_retry_at):
             return
         for entry in host.journal.entries():
             if entry.job_id == current:
@@ -252,13 +266,16 @@ class JobRunner:
             try:
                 await delivery.fail(entry.job_id, error, entry.retryable)
             except StudioError as exc:
-                if not transient(exc):
+                if studio_has_it(exc):
                     log_fail.warning("dropping journaled job %s: %s", entry.job_id, exc)
                     host.journal.done(entry.job_id)
-                continue
+                    continue
+                self._journal_retry_at = time.monotonic() + self._journal_backoff.next_delay()
+                return
             log_fail.info("reported job %s as failed: %s", entry.job_id, error,
                           extra={"job_id": entry.job_id})
             host.journal.done(entry.job_id)
+        self._journal_backoff.reset()
 
     # -- the engine's backend -------------------------------------------------------------
     async def check_backend(self) -> str | None:

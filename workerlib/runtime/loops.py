@@ -37,6 +37,8 @@ BACKEND_CHECK_SECS = 60.0
 """How often a healthy engine's backend (and its model list) is checked."""
 CONFIG_WATCH_SECS = 1.0
 UPDATE_TICK_SECS = 60.0
+SHUTDOWN_GRACE_SECS = 3.0
+"""After the drain: how long the job's fail report and the last logs may take."""
 REPROBE_SECS = 3600.0
 """auto on a v1-only studio: how often to look for a v2 channel again."""
 NO_V2_REASON = "studio has no v2 channel: polling"
@@ -72,13 +74,15 @@ class WorkerLoops:
         self.heartbeat_now = asyncio.Event()
         """Set to send a heartbeat at once (the advertised models changed)."""
         self.heartbeat_sent = asyncio.Event()
+        self.idle = asyncio.Event()
+        """Set each round the worker had no job to run (held back, or none offered)."""
         self.transport: Transport | None = None
         self.session_changed = asyncio.Event()
         """Set whenever a session starts or ends (tests wait on it)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._v2_missing = False
         self._advertised_models: dict[str, list[str]] | None = None
-        self._last_update_check = 0.0
+        self._last_update_check = -float("inf")
         self._update_ready = False
         self._session_key: tuple[str, ...] | None = None
 
@@ -93,7 +97,13 @@ class WorkerLoops:
         self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_fns]
 
     async def stop(self, drain_secs: float) -> None:
-        """Stop taking jobs, let a running job finish within ``drain_secs``, then stop."""
+        """Stop taking jobs, let a running job finish within ``drain_secs``, then stop.
+
+        Bounded whatever the network does: after the drain, the job's fail report and
+        the session's last log batch share SHUTDOWN_GRACE_SECS, then everything is
+        cancelled. A fail that could not be sent stays in the journal (written before
+        sending) and is reported at the next start.
+        """
         self.stop_claiming.set()
         self.wake.set()
         main = self.claim_task()
@@ -104,16 +114,21 @@ class WorkerLoops:
             if not done:
                 job = self.job_task
                 if job is not None:
-                    self.jobs.abort(SHUTDOWN_REASON)
-                    await asyncio.wait({job})
-                # The session ends by itself once no job runs; bounded all the same.
-                done, _ = await asyncio.wait({main}, timeout=10.0)
+                    self.jobs.abort(SHUTDOWN_REASON)  # it reports itself failed
+                    await asyncio.wait({job}, timeout=SHUTDOWN_GRACE_SECS)
+                    if not job.done():
+                        job.cancel()  # the studio does not answer: the journal keeps it
+                        await asyncio.wait({job}, timeout=SHUTDOWN_GRACE_SECS)
+                # The session ends by itself (after its last logs) once no job runs.
+                done, _ = await asyncio.wait({main}, timeout=SHUTDOWN_GRACE_SECS)
                 if not done:
-                    main.cancel()
+                    get_logger("logs").warning("the last %d log entries could not be shipped",
+                                               len(self.host.ship_queue),
+                                               extra={"local_only": True})
         self.stop_event.set()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_SECS)
 
     def claim_task(self) -> asyncio.Task[None]:
         """The task that talks to the studio and runs jobs (it ends when idle in
@@ -132,7 +147,23 @@ class WorkerLoops:
         config = self.host.config
         state = self.host.state
         return (not config.auto_enabled or state.backend_problem is not None
-                or state.cooling_down())
+                or state.cooling_down() or self.host.policy.hold_reason() is not None
+                or self._local_fault())
+
+    def _local_fault(self) -> bool:
+        """The journal cannot be written (a full disk): take nothing until it can, or
+        every job would be handed straight back and the studio's queue drained."""
+        journal, state = self.host.journal, self.host.state
+        if journal.fault is None:
+            return False
+        if journal.retry():
+            log_claim.info("the journal can be written again; claiming resumes")
+            state.set_error(None)
+            return False
+        if state.last_error != journal.fault:
+            log_claim.error("not claiming: %s", journal.fault)
+            state.set_error(journal.fault)
+        return True
 
     async def between_jobs(self) -> bool:
         """Updates are applied and a changed engine rebuilt here, between jobs."""
@@ -244,9 +275,9 @@ class WorkerLoops:
     async def _update_loop(self) -> None:
         while not self.stop_event.is_set():
             config = self.host.config
-            due = time.time() - self._last_update_check >= config.auto_update_interval_secs
+            due = time.monotonic() - self._last_update_check >= config.auto_update_interval_secs
             if config.auto_update_enabled and due:
-                self._last_update_check = time.time()
+                self._last_update_check = time.monotonic()
                 info = await self.host.check_update()
                 level = logging.WARNING if info.error else logging.INFO
                 log_update.log(level, "%s", info.describe())

@@ -47,6 +47,8 @@ class LoopContext(Protocol):
     """Something changed (resume, config, studio back): re-check at once."""
     heartbeat_now: asyncio.Event
     heartbeat_sent: asyncio.Event
+    idle: asyncio.Event
+    """Set each round with no job to run (held back, or nothing for us)."""
 
     def holding_back(self) -> bool:
         """True while the worker should take no job on its own account (paused, engine

@@ -39,6 +39,7 @@ class PollingTransport:
         self._last_probe = time.monotonic()
         self._done = asyncio.Event()
         self._hb_failures = 0
+        self._hb_unauthorised = False
         self._claim_errors = 0
         self._claim_backoff = Backoff()
         self._ship_backoff = Backoff()
@@ -78,13 +79,15 @@ class PollingTransport:
         cadence = Cadence(asyncio.get_running_loop())
         while not self._done.is_set():
             config = host.config
-            current = host.state.current_job.job_id if host.state.current_job else None
             try:
                 await host.client.heartbeat(config.worker_id, config.auth_token,
-                                            host.capabilities(), current)
+                                            host.capabilities(), host.state.current_job_id)
             except StudioError as exc:
                 unauthorised = isinstance(exc, StudioAuthError)
-                if not self._hb_failures:
+                # Logged once going down, and again when the kind of failure changes
+                # (an outage that ends in a 401 must say the token was refused).
+                if not self._hb_failures or unauthorised != self._hb_unauthorised:
+                    self._hb_unauthorised = unauthorised
                     if unauthorised:
                         log_hb.error("heartbeat refused: not authorised — register again (%s)",
                                      exc)
@@ -96,6 +99,7 @@ class PollingTransport:
                 if self._hb_failures:
                     log_hb.info("heartbeat ok again after %d failures", self._hb_failures)
                     self._hb_failures = 0
+                    self._hb_unauthorised = False
                     # The studio is back: retry claims and logs now, not after their backoff.
                     self._claim_backoff.reset()
                     self._ship_backoff.reset()
@@ -122,6 +126,7 @@ class PollingTransport:
                 return End.V2_APPEARED
             config = host.config
             if ctx.holding_back() or host.state.unauthorised:
+                ctx.idle.set()
                 if ctx.until_idle and not config.auto_enabled:
                     return End.IDLE
                 ctx.wake.clear()
@@ -149,11 +154,13 @@ class PollingTransport:
                 self._claim_errors = 0
                 self._claim_backoff.reset()
             if claim is None:
+                ctx.idle.set()
                 if ctx.until_idle:
                     return End.IDLE
                 ctx.wake.clear()
                 await wait_event(ctx.wake, config.claim_interval_secs)
                 continue
+            ctx.idle.clear()
             # A model the engine cannot run for this kind (a studio matching on the flat
             # model list) ends in CannotServe: failed, not retryable, and no cool-down.
             await asyncio.wait({jobs.start(claim, self)})

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
 
-from workerlib.api import USER_AGENT, api_root
+from workerlib.api import USER_AGENT, api_root, strict_json
 from workerlib.engines.base import BinaryResult
 from workerlib.errors import StudioError, StudioUnreachable
 from workerlib.logs import get_logger
@@ -25,7 +24,6 @@ from workerlib.runtime.timing import Backoff, Cadence, wait_any, wait_event
 from workerlib.runtime.transport import End, LoopContext
 from workerlib.wire import (
     FRAME_ADAPTER,
-    JOB_ID_PATTERN,
     CompleteAck,
     ErrorFrame,
     FailAck,
@@ -34,6 +32,7 @@ from workerlib.wire import (
     Offer,
     StudioFrame,
     Welcome,
+    check_id,
 )
 
 log = get_logger("channel")
@@ -229,7 +228,8 @@ class ChannelTransport:
             log.info("connected to the studio's channel as worker %s", config.worker_id)
             tasks = [asyncio.create_task(self._heartbeats(), name="v2-heartbeat"),
                      asyncio.create_task(self._ship_loop(), name="v2-logs"),
-                     asyncio.create_task(self.ctx.jobs.report_journal(self), name="v2-journal")]
+                     asyncio.create_task(self.ctx.jobs.report_journal(self, now=True),
+                                         name="v2-journal")]
             reader = asyncio.create_task(self._reader(ws), name="v2-reader")
             ender = asyncio.create_task(self._until_ended(), name="v2-end")
             done, _ = await asyncio.wait({reader, ender}, return_when=asyncio.FIRST_COMPLETED)
@@ -288,8 +288,8 @@ class ChannelTransport:
                                     f"{self.idle_timeout_secs:g} s; reconnecting") from None
             if msg.type is aiohttp.WSMsgType.TEXT:
                 try:
-                    return FRAME_ADAPTER.validate_json(msg.data)
-                except ValidationError as exc:
+                    return FRAME_ADAPTER.validate_python(strict_json(msg.data))
+                except (ValueError, RecursionError) as exc:
                     log.warning("ignoring a frame from the studio that breaks the contract: %s",
                                 _first_error(exc))
                     continue
@@ -335,6 +335,8 @@ class ChannelTransport:
                 task.add_done_callback(self._offers.discard)
             elif isinstance(frame, HeartbeatAck):
                 self.host.state.heartbeat_ok()
+                if not self.ctx.jobs.busy:
+                    self.ctx.idle.set()
                 if self._idle_after_ack():
                     return End.IDLE
             elif isinstance(frame, CompleteAck | FailAck):
@@ -381,6 +383,7 @@ class ChannelTransport:
             await self._reject(claim.job_id, f"this worker does not serve {kind} jobs with "
                                f"model {claim.model!r}", None)
         else:
+            self.ctx.idle.clear()
             await self._send({"type": "accept", "jobId": claim.job_id})
             ctx.jobs.start(claim, self)
 
@@ -400,9 +403,8 @@ class ChannelTransport:
                 await ctx.between_jobs()
             frame: dict[str, Any] = {"type": "heartbeat",
                                      "capabilities": host.capabilities().to_wire(v2=True)}
-            current = host.state.current_job
-            if current is not None:
-                frame["currentJobId"] = current.job_id
+            if host.state.current_job_id is not None:
+                frame["currentJobId"] = host.state.current_job_id
             self._offered_since_heartbeat = False
             self._heartbeat_pending = True
             await self._send(frame)
@@ -451,14 +453,17 @@ class ChannelTransport:
                     kind, f"the channel closed before the studio acknowledged job {job_id}"))
 
 
-_ID = re.compile(JOB_ID_PATTERN)
-
-
 def _usable_id(value: str) -> bool:
-    return _ID.fullmatch(value) is not None
+    try:
+        check_id(value)
+    except ValueError:
+        return False
+    return True
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: Exception) -> str:
+    if not isinstance(exc, ValidationError):
+        return f"not a JSON object without duplicate keys ({str(exc)[:200]})"
     error = exc.errors()[0]
     loc = ".".join(str(part) for part in error["loc"]) or "(frame)"
     return f"{loc}: {error['msg']}"
