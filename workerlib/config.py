@@ -44,8 +44,7 @@ from workerlib.policy.schedule import validate_schedule
 from workerlib.urls import is_loopback_url
 
 SECRET_KEYS: frozenset[str] = frozenset(
-    {"auth_token", "bootstrap_token", "install_id", "registration_secret",
-     "registration_request_id"}
+    {"auth_token", "bootstrap_token", "install_id", "registration_secret"}
 )
 GROUPS: tuple[str, ...] = (
     "Connection",
@@ -109,8 +108,8 @@ class Config(BaseModel):
         "Connection", secret=True,
     )
     registration_request_id: str = _field(
-        "", "The pending v2 registration request (cleared once the studio decides).",
-        "Connection", secret=True,
+        "", "The pending v2 registration request, as the studio's operators see it (cleared "
+        "once approved). Not a secret: polling it needs registration_secret.", "Connection",
     )
     registration_secret: str = _field(
         "", "Secret proving this PC made the pending v2 registration request.", "Connection",
