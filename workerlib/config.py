@@ -41,6 +41,7 @@ from workerlib.engines.settings import (
 )
 from workerlib.errors import ConfigError
 from workerlib.policy.schedule import validate_schedule
+from workerlib.urls import is_loopback_url
 
 SECRET_KEYS: frozenset[str] = frozenset({"auth_token", "bootstrap_token"})
 GROUPS: tuple[str, ...] = (
@@ -248,8 +249,7 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _https_unless_loopback(self) -> Config:
         parts = urlsplit(self.api_base_url)
-        host = (parts.hostname or "").lower()
-        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        loopback = is_loopback_url(self.api_base_url)
         if parts.scheme == "http" and not loopback and not self.allow_insecure_http:
             raise PydanticCustomError(
                 "insecure_url",

@@ -26,7 +26,7 @@ from workerlib.api import Registration, StudioClient
 from workerlib.config import SECRET_KEYS, Config, ConfigStore
 from workerlib.engines import EngineConfigError, build_engine
 from workerlib.engines.base import Engine
-from workerlib.errors import ConfigError, StudioError, StudioHTTPError
+from workerlib.errors import ConfigError, StudioError
 from workerlib.logs import (
     ROOT_LOGGER,
     LogLine,
@@ -41,7 +41,7 @@ from workerlib.paths import Paths
 from workerlib.policy import Hold, Policy, PolicyProbes, SnoozeStore
 from workerlib.policy.snooze import SNOOZE_PRESETS, tomorrow_morning
 from workerlib.runtime import loops as loops_mod
-from workerlib.runtime.journal import RESTARTED_REASON, Journal
+from workerlib.runtime.journal import RESTARTED_REASON, Journal, studio_has_it
 from workerlib.runtime.loops import REPORT_ATTEMPTS, WorkerLoops
 from workerlib.runtime.state import (
     Event,
@@ -141,6 +141,8 @@ class WorkerService:
         self._bad_config_stamp: str | None = None
         self._in_listener_error = False
         self._status_published = 0.0
+        self._journal_retry_at = 0.0
+        self._journal_backoff = Backoff(base=loops_mod.RETRY_BASE_SECS)
         self.policy = Policy(lambda: self.config, SnoozeStore(paths.snooze_file), policy_probes,
                              self._policy_changed)
         self.stats = StatsStore(paths.stats_file)
@@ -233,7 +235,7 @@ class WorkerService:
         self.stats.close()
         if self._engine is not None:
             with contextlib.suppress(Exception):
-                await self._engine.close()
+                await asyncio.wait_for(self._engine.close(), loops_mod.SHUTDOWN_GRACE_SECS)
             self._engine = None
         if self._session is not None:
             await self._session.close()
@@ -424,37 +426,35 @@ class WorkerService:
         return registration
 
     async def report_fail(self, job_id: str, error: str, *, retryable: bool) -> None:
-        """Tell the studio a job failed; kept in the journal until the studio has it."""
+        """Tell the studio a job failed; kept in the journal until the studio has it
+        (a 2xx, or 404/409/410: see journal.studio_has_it)."""
         error = self.redactor.redact(error)[:2000]
         self.journal.pending_fail(job_id, error, retryable)
         backoff = Backoff(base=loops_mod.RETRY_BASE_SECS, cap=4 * loops_mod.RETRY_BASE_SECS)
-        delivered = False
+        extra = {"job_id": job_id}
         for attempt in range(1, REPORT_ATTEMPTS + 1):
             config = self.config
             try:
                 await self.client.fail(config.worker_id, config.auth_token, job_id, error,
                                        retryable)
             except StudioError as exc:
-                if isinstance(exc, StudioHTTPError) and 400 <= exc.status < 500 and \
-                        exc.status not in (408, 429):
+                if studio_has_it(exc):
                     get_logger("fail").error("the studio refused the fail report of job %s: %s",
-                                             job_id, exc, extra={"job_id": job_id})
-                    delivered = True
+                                             job_id, exc, extra=extra)
+                    self.journal.done(job_id)
                     break
-                if attempt == REPORT_ATTEMPTS:
+                if attempt == REPORT_ATTEMPTS or not exc.transient:
                     get_logger("fail").warning(
-                        "could not report job %s as failed yet (%s); will retry", job_id, exc,
-                        extra={"job_id": job_id})
+                        "could not report job %s as failed yet (%s); kept to send later", job_id,
+                        exc, extra=extra)
                     break
                 await asyncio.sleep(backoff.next_delay())
             else:
-                delivered = True
                 get_logger("fail").info("job %s reported as failed (%s): %s", job_id,
                                         "retryable" if retryable else "not retryable", error,
-                                        extra={"job_id": job_id})
+                                        extra=extra)
+                self.journal.done(job_id)
                 break
-        if delivered:
-            self.journal.done(job_id)
         finished = self.state.job_finished(job_id, "failed", error, retryable)
         cooldown = self.config.failure_cooldown_secs
         if finished is not None and cooldown > 0 and \
@@ -480,10 +480,13 @@ class WorkerService:
         return problem
 
     async def report_journal(self) -> None:
-        """Report jobs left in the journal (a crash, or a fail not yet delivered)."""
-        current = self.state.current_job.job_id if self.state.current_job else None
+        """Report jobs left in the journal (a crash, or a fail not yet delivered).
+
+        After a failed attempt the next one waits (1 s doubling, capped at 60 s), so a
+        studio that keeps refusing is not asked before every claim."""
+        current = self.state.current_job_id
         config = self.config
-        if not config.is_registered():
+        if not config.is_registered() or time.monotonic() < self._journal_retry_at:
             return
         for entry in self.journal.entries():
             if entry.job_id == current:
@@ -493,14 +496,16 @@ class WorkerService:
                 await self.client.fail(config.worker_id, config.auth_token, entry.job_id, error,
                                        entry.retryable)
             except StudioError as exc:
-                if isinstance(exc, StudioHTTPError) and 400 <= exc.status < 500 and \
-                        exc.status not in (408, 429):
+                if studio_has_it(exc):
                     get_logger("fail").warning("dropping journaled job %s: %s", entry.job_id, exc)
                     self.journal.done(entry.job_id)
-                continue
+                    continue
+                self._journal_retry_at = time.monotonic() + self._journal_backoff.next_delay()
+                return
             get_logger("fail").info("reported job %s as failed: %s", entry.job_id, error,
                                     extra={"job_id": entry.job_id})
             self.journal.done(entry.job_id)
+        self._journal_backoff.reset()
 
     async def check_update(self) -> UpdateInfo:
         assert self._session is not None
