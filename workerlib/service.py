@@ -39,6 +39,7 @@ from workerlib.logs import (
 )
 from workerlib.paths import Paths
 from workerlib.policy import Hold, Policy, PolicyProbes, SnoozeStore
+from workerlib.policy.snooze import SNOOZE_PRESETS, tomorrow_morning
 from workerlib.runtime.journal import Journal
 from workerlib.runtime.loops import SHUTDOWN_GRACE_SECS, WorkerLoops
 from workerlib.runtime.registration import register_with_token, reset_changes
@@ -51,7 +52,7 @@ from workerlib.runtime.state import (
     WorkerState,
     state_label,
 )
-from workerlib.stats import StatsStore
+from workerlib.stats import StatsStore, StatsSummary
 from workerlib.update import check_for_update
 from workerlib.updater import (
     UpdateError,
@@ -349,6 +350,16 @@ class WorkerService:
         log.info("snoozed: no new jobs until %s", time.strftime("%Y-%m-%d %H:%M",
                                                                 time.localtime(end)))
         return hold
+
+    def snooze_preset(self, preset: str) -> Hold | None:
+        """The tray's and Status tab's choices: ``1h``, ``4h`` or ``tomorrow``."""
+        if preset == "tomorrow":
+            return self.snooze(until=tomorrow_morning(self.policy.clock()))
+        return self.snooze(SNOOZE_PRESETS[preset])
+
+    def stats_summary(self, now: float | None = None) -> StatsSummary:
+        """Jobs per hour (24 h) and per day (7 days), by kind and model, from the store."""
+        return self.stats.summary(now)
 
     def resume(self) -> Hold | None:
         """End a snooze and a manual pause; returns a rule that still holds, if any."""
