@@ -381,3 +381,98 @@ async def test_auto_registers_by_request_when_v1_register_is_gone(
     await service.start()
     await studio.wait_for(lambda: len(studio.channel.pending()) == 1, timeout=10)
     assert any(r.endpoint == "register" and r.status == 404 for r in studio.requests)
+
+
+# ---- frame conformance ----------------------------------------------------------------------
+# Written from STUDIO_API_V2.md, not from our models: each frame type with its exact keys.
+FRAME_KEYS: dict[str, tuple[set[str], set[str]]] = {
+    "hello": ({"type", "authToken", "capabilities"}, set()),
+    "heartbeat": ({"type", "capabilities"}, {"currentJobId"}),
+    "accept": ({"type", "jobId"}, set()),
+    "reject": ({"type", "jobId", "reason"}, {"code"}),
+    "completeJson": ({"type", "jobId", "result", "prompt"}, set()),
+    "fail": ({"type", "jobId", "error", "retryable"}, set()),
+    "logBatch": ({"type", "entries"}, set()),
+}
+CAPABILITY_ORDER = ["machineName", "username", "agentVersion", "engine", "vramTotalGb",
+                    "vramThresholdGb", "autoEnabled", "autoStart", "supportedModels",
+                    "taskKinds", "supportedModelsPerKind", "autoUpdate", "startMinimised",
+                    "onlyWhenIdle", "userPresence"]
+LOG_KEYS = {"ts", "level", "category", "message"}
+
+
+def check_frame(frame: dict[str, Any], accepted: set[str]) -> None:
+    kind = frame["type"]
+    assert kind in FRAME_KEYS, f"a frame the contract does not have: {kind}"
+    required, optional = FRAME_KEYS[kind]
+    assert required <= set(frame) <= required | optional, (kind, sorted(frame))
+    for key in ("jobId", "currentJobId"):
+        if key in frame:
+            assert isinstance(frame[key], str) and frame[key], (kind, key, frame[key])
+    if kind in ("hello", "heartbeat"):
+        caps = list(frame["capabilities"])
+        assert caps[:11] == CAPABILITY_ORDER[:11], caps
+        assert caps == [k for k in CAPABILITY_ORDER if k in caps], caps
+        assert None not in frame["capabilities"].values()  # unknown = left out
+    if kind == "heartbeat" and "currentJobId" in frame:
+        assert frame["currentJobId"] in accepted
+    if kind == "accept":
+        accepted.add(frame["jobId"])
+    if kind == "reject":
+        assert frame.get("code", "paused") in ("paused", "busy")
+        assert isinstance(frame["reason"], str) and frame["reason"]
+    if kind == "fail":
+        assert isinstance(frame["retryable"], bool) and isinstance(frame["error"], str)
+    if kind == "logBatch":
+        for entry in frame["entries"]:
+            assert LOG_KEYS <= set(entry) <= LOG_KEYS | {"jobId"}, sorted(entry)
+            assert entry["level"] in ("info", "warn", "error")
+
+
+async def test_every_frame_we_send_matches_the_contract(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    class Mixed(GatedEngine):
+        async def generate(self, model: str, task: Task, progress: ProgressCallback) -> Any:
+            if task.kind == "audio_stt":
+                raise EngineError("no such audio", retryable=False)
+            return await super().generate(model, task, progress)
+
+    engine = Mixed()
+    service = await make_service(protocol="v2", engine=engine, auto_enabled=False)
+    await service.start()
+    worker_id = service.config.worker_id
+    held = studio.enqueue(model="synthetic-llm", task=ALL_KINDS[1][1])
+    await studio.wait_for(lambda: studio.jobs[held].rejects, timeout=10)  # paused
+    unservable = studio.enqueue(model="nope", task={"kind": "image", "prompt": "x"})
+    service.set_paused(False)
+    await asyncio.wait_for(engine.started.wait(), 10)  # the llm job runs, gated
+    await studio.wait_for(lambda: studio.workers[worker_id].current_job_id == held, timeout=10)
+    failing = studio.enqueue(model="synthetic-stt", task=ALL_KINDS[2][1])
+    await studio.channel.force_offer(worker_id, failing)  # busy
+    await studio.wait_for(lambda: studio.jobs[failing].rejects, timeout=10)
+    engine.release.set()
+    await studio.wait_for(lambda: studio.jobs[held].status == "completed"
+                          and studio.jobs[failing].status == "failed"
+                          and studio.jobs[unservable].rejects != [], timeout=15)
+    await studio.wait_for(lambda: studio.workers[worker_id].current_job_id is None
+                          and any('"logBatch"' in f.text for f in studio.channel.frames),
+                          timeout=10)
+    await service.stop()
+
+    frames = [json.loads(f.text) for f in studio.channel.frames if f.direction == "in"]
+    assert all(f.refusal is None for f in studio.channel.frames)
+    kinds = {frame["type"] for frame in frames}
+    assert kinds >= {"hello", "heartbeat", "accept", "reject", "completeJson", "fail",
+                     "logBatch"}, kinds
+    assert frames[0]["type"] == "hello"
+    accepted: set[str] = set()
+    for frame in frames:
+        check_frame(frame, accepted)
+    heartbeats = [f for f in frames if f["type"] == "heartbeat"]
+    assert any("currentJobId" not in f for f in heartbeats)  # left out when idle
+    assert any(f.get("currentJobId") == held for f in heartbeats)
+    codes = [f.get("code") for f in frames if f["type"] == "reject"]
+    assert {"paused", "busy", None} <= set(codes)
+    completed = next(f for f in frames if f["type"] == "completeJson")
+    assert completed["prompt"] == "lore please"  # the full prompt, §3.3
