@@ -1,13 +1,16 @@
 """Every path the worker uses, from platformdirs, with one override hook.
 
-The config file is the one the Rust worker uses (``minis-studio-worker``), so an
-existing installation keeps its registration.
+The config file is the one the Rust worker uses, where the Rust worker keeps it on each
+OS (``directories``' ``ProjectDirs::from("gg", "minis", "minis-studio-worker")``), so an
+existing installation keeps its registration and settings (README, "Upgrading from the
+Rust worker").
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +53,46 @@ class Paths:
         return self.state_dir / "stats.sqlite3"
 
 
+def rust_config_file(platform: str = sys.platform, env: Mapping[str, str] | None = None,
+                     home: Path | None = None) -> Path:
+    """Where the Rust worker keeps ``config.toml`` on ``platform`` (STUDIO_API_V2.md §5)."""
+    env = os.environ if env is None else env
+    home = Path.home() if home is None else home
+    if platform == "win32":
+        appdata = Path(env.get("APPDATA") or home / "AppData" / "Roaming")
+        return appdata / "minis" / APP_NAME / "config" / "config.toml"
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / f"gg.minis.{APP_NAME}" / "config.toml"
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".config"
+    return base / APP_NAME / "config.toml"
+
+
+def earlier_config_file(platform: str = sys.platform, env: Mapping[str, str] | None = None,
+                        home: Path | None = None) -> Path:
+    """Where versions of this worker before 0.3 kept it (platformdirs' own folder, the
+    same as the Rust worker's on Linux)."""
+    env = os.environ if env is None else env
+    home = Path.home() if home is None else home
+    if platform == "win32":
+        local = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
+        return local / APP_NAME / "config.toml"
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / APP_NAME / "config.toml"
+    return rust_config_file(platform, env, home)
+
+
+def default_config_file(platform: str = sys.platform, env: Mapping[str, str] | None = None,
+                        home: Path | None = None) -> Path:
+    """The Rust worker's file (taken over as it is); one of ours from before 0.3 when only
+    that exists; else the Rust worker's place, so both programs share one file."""
+    rust = rust_config_file(platform, env, home)
+    earlier = earlier_config_file(platform, env, home)
+    if not rust.exists() and earlier.exists():
+        return earlier
+    return rust
+
+
 def resolve_paths(config_override: str | os.PathLike[str] | None = None) -> Paths:
     """Resolve the paths: ``--config`` beats ``STUDIO_WORKER_CONFIG`` beats platformdirs.
 
@@ -62,8 +105,7 @@ def resolve_paths(config_override: str | os.PathLike[str] | None = None) -> Path
         default_config = base / "config.toml"
         log_dir, state_dir, cache_dir = base / "logs", base / "state", base / "cache"
     else:
-        config_dir = platformdirs.user_config_dir(APP_NAME, appauthor=False)
-        default_config = Path(config_dir) / "config.toml"
+        default_config = default_config_file()
         log_dir = Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
         state_dir = Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
         cache_dir = Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
