@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from workerlib import __version__, updater
 from workerlib.config import Config, ConfigStore, field_infos, get_value, mask_secret
@@ -25,6 +25,7 @@ from workerlib.paths import Paths, resolve_paths
 from workerlib.policy.gpu import GpuHealth
 from workerlib.policy.hold import clock_text
 from workerlib.policy.snooze import SnoozeStore, parse_duration, tomorrow_morning
+from workerlib.runtime.registration import POLL_SECS, Registrar
 from workerlib.service import WorkerService
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -123,21 +124,59 @@ def _load(paths: Paths) -> Config:
     return store.load()
 
 
-def cmd_register(paths: Paths, token: str | None, url: str | None) -> int:
+def cmd_register(paths: Paths, token: str | None, url: str | None, *, reset: bool = False,
+                 poll_secs: float = POLL_SECS) -> int:
+    """With a bootstrap token: v1 ``register``. Without: ask the studio for approval (v2)
+    and wait for an operator's decision. ``reset`` forgets the registration first."""
     async def go() -> int:
         service = WorkerService(paths, file_logging=True)
         try:
             await service.open()
-            registration = await service.register(token, url)
+            if reset:
+                service.reset_registration()
+                print("registration reset: this PC asks the studio for approval again")
+                if not (token or url):
+                    return EXIT_OK
+            if token:
+                registration = await service.register(token, url)
+                print(f"registered as worker {registration.worker_id} with "
+                      f"{service.config.api_base_url}")
+                return EXIT_OK
+            if url:
+                service.save_config({"api_base_url": url.strip()})
+            return await _wait_for_approval(service, poll_secs)
         except (WorkerError, ValueError) as exc:
             _err(str(exc))
             return EXIT_ERROR
         finally:
             await service.close()
-        print(f"registered as worker {registration.worker_id} with {service.config.api_base_url}")
-        return EXIT_OK
 
     return asyncio.run(go())
+
+
+async def _wait_for_approval(service: WorkerService, poll_secs: float) -> int:
+    registrar = Registrar(service, poll_secs=poll_secs)
+    shown: str | None = None
+    while True:
+        delay = await registrar.step()
+        config = service.config
+        if config.is_registered():
+            print(f"registered as worker {config.worker_id} with {config.api_base_url}")
+            return EXIT_OK
+        approval = service.state.approval
+        if approval is not None and approval.phase == "rejected":
+            _err(f"the studio rejected this PC: {approval.reason}; "
+                 "`studio-worker register --reset` starts over")
+            return EXIT_ERROR
+        if approval is not None and shown != approval.request_id:
+            shown = approval.request_id
+            print(f"waiting for the studio at {config.api_base_url} to approve this PC "
+                  f"(request {approval.request_id}); Ctrl-C stops waiting, the request "
+                  "stays open and the worker picks the approval up when it runs", flush=True)
+        if service.state.last_error and approval is None:
+            _err(service.state.last_error)
+            return EXIT_ERROR
+        await asyncio.sleep(delay)
 
 
 def _ago(seconds: float) -> str:
@@ -170,6 +209,9 @@ def cmd_status(paths: Paths) -> int:
     print(f"config:     {paths.config_file}")
     print(f"studio:     {config.api_base_url}")
     print(f"worker id:  {config.worker_id or '(not registered)'}")
+    print(f"protocol:   {config.protocol}")
+    if config.registration_request_id and not config.is_registered():
+        print(f"approval:   request {config.registration_request_id} sent to the studio")
     print(f"claiming:   {'enabled' if config.auto_enabled else 'paused'}")
     snoozed = SnoozeStore(paths.snooze_file).active_until(time.time())
     print(f"engine:     {config.engine}")
@@ -181,6 +223,19 @@ def cmd_status(paths: Paths) -> int:
         print("worker:     not running")
         return EXIT_OK
     print(f"worker:     running (pid {live['pid']}) — {live['label']}")
+    protocol = live.get("protocol")
+    if isinstance(protocol, dict):
+        name = "v1 polling" if protocol.get("name") == "v1" else "v2 channel"
+        print(f"talking:    {name} ({protocol.get('reason')})")
+    approval = live.get("approval")
+    if isinstance(approval, dict):
+        if approval.get("phase") == "waiting":
+            waited = _ago(time.time() - float(approval.get("since", time.time())))
+            print(f"approval:   waiting for the studio to approve this PC (request "
+                  f"{approval.get('request_id')}, asked {waited})")
+        else:
+            print(f"approval:   rejected: {approval.get('reason')} — "
+                  "`studio-worker register --reset` starts over")
     hold = live.get("hold")
     if isinstance(hold, dict):
         print(f"holding:    {hold.get('text')}")
@@ -327,7 +382,8 @@ def cmd_service(paths: Paths, install: bool, start: bool) -> int:
     return EXIT_OK
 
 
-def cmd_dev_studio(host: str, port: int, token: str) -> int:
+def cmd_dev_studio(host: str, port: int, token: str,
+                   protocol: Literal["v1", "v2", "both"] = "both") -> int:
     from workerlib.devstudio import run_dev_studio
 
     async def go() -> None:
@@ -339,7 +395,7 @@ def cmd_dev_studio(host: str, port: int, token: str) -> int:
 
         install_signal_handlers(cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_dev_studio(host, port, token)
+            await run_dev_studio(host, port, token, protocol=protocol)
 
     asyncio.run(go())
     return EXIT_OK
@@ -386,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     reg = sub.add_parser("register", help="register this worker with the studio")
     reg.add_argument("--bootstrap-token", metavar="T", help="one-time token from the studio")
     reg.add_argument("--api-base-url", metavar="U", help="the studio's address")
+    reg.add_argument("--reset", action="store_true",
+                     help="forget this worker's registration (a rejected request included) "
+                          "and start over")
+    reg.add_argument("--poll-secs", type=float, default=POLL_SECS, help=argparse.SUPPRESS)
     sub.add_parser("status", help="show the settings and, when running, the live state")
     sub.add_parser("enable", help="resume claiming jobs (a running worker picks it up)")
     sub.add_parser("disable", help="pause claiming jobs (heartbeats go on)")
@@ -419,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=9790)
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--bootstrap-token", default="dev-bootstrap-token")
+    dev.add_argument("--protocol", choices=("v1", "v2", "both"), default="both",
+                     help="which studio API to serve (default both)")
     return parser
 
 
@@ -443,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             updater.restart_if_pending(argv_list)
             return code
         if command == "register":
-            return cmd_register(paths, args.bootstrap_token, args.api_base_url)
+            return cmd_register(paths, args.bootstrap_token, args.api_base_url,
+                                reset=args.reset, poll_secs=args.poll_secs)
         if command == "status":
             return cmd_status(paths)
         if command == "enable":
@@ -474,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo_command(jobs=args.jobs, headless=args.headless)
         if command == "dev-studio":
-            return cmd_dev_studio(args.host, args.port, args.bootstrap_token)
+            return cmd_dev_studio(args.host, args.port, args.bootstrap_token, args.protocol)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_ERROR

@@ -288,3 +288,57 @@ async def test_status_shows_why_a_running_worker_holds_back(
     out = capsys.readouterr().out
     assert "Engine offline" in out
     assert "not claiming — ComfyUI at http://127.0.0.1:8188 is not answering" in out
+
+
+def test_register_without_a_token_waits_for_approval_and_reset_starts_over(
+    tmp_path: Path, studio_process: str
+) -> None:
+    url = studio_process
+    config = tmp_path / "c.toml"
+    ConfigStore(config).update({"api_base_url": url, "auto_update_enabled": False})
+    out = tmp_path / "register.out"
+    with open(out, "w") as sink:
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "workerlib", "--config", str(config), "register",
+             "--poll-secs", "0.1"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+    try:
+        _wait(lambda: any(r["status"] == "pending"
+                          for r in _admin(url, "GET", "/admin/registrations")), 30)
+        request_id = _admin(url, "GET", "/admin/registrations")[0]["requestId"]
+        _wait(lambda: f"request {request_id}" in out.read_text(), 30)
+        assert "waiting for the studio" in out.read_text()
+        worker_id = _admin(url, "POST", f"/admin/registrations/{request_id}/approve")["workerId"]
+        assert waiting.wait(timeout=30) == 0, out.read_text()
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert f"registered as worker {worker_id}" in out.read_text()
+    saved = ConfigStore(config).load()
+    assert saved.worker_id == worker_id and saved.auth_token
+    assert saved.registration_secret == "" and saved.registration_request_id == ""
+    assert saved.auth_token not in out.read_text()
+    status = run_cli("--config", str(config), "status")
+    assert "protocol:   auto" in status.stdout
+
+    reset = run_cli("--config", str(config), "register", "--reset")
+    assert reset.returncode == 0 and "registration reset" in reset.stdout
+    assert not ConfigStore(config).load().is_registered()
+    with open(out, "w") as sink:
+        again = subprocess.Popen(
+            [sys.executable, "-m", "workerlib", "--config", str(config), "register",
+             "--poll-secs", "0.1"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+    try:
+        _wait(lambda: any(r["status"] == "pending"
+                          for r in _admin(url, "GET", "/admin/registrations")), 30)
+        pending = next(r["requestId"] for r in _admin(url, "GET", "/admin/registrations")
+                       if r["status"] == "pending")
+        _admin(url, "POST", f"/admin/registrations/{pending}/reject",
+               {"reason": "not one of ours"})
+        assert again.wait(timeout=30) == 1
+    finally:
+        if again.poll() is None:
+            again.kill()
+    assert "rejected this PC: not one of ours" in out.read_text()
+    assert "register --reset" in out.read_text()
