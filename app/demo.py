@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.main import open_window_system
-from workerlib.demo import DEMO_JOB_SECS, describe, prepare, run_headless_demo
+from workerlib.demo import (
+    DEMO_JOB_SECS,
+    DEMO_LOOP_OPTIONS,
+    approve_when_asked,
+    describe,
+    prepare,
+    run_headless_demo,
+)
 from workerlib.engines.synthetic import SyntheticEngine
 from workerlib.runtime.state import Event
 from workerlib.service import WorkerService
@@ -38,7 +45,7 @@ async def gui_demo(jobs: int, print_fn: Callable[[str], None] = print,
         print_fn(f"local studio at {studio.url}; {jobs} jobs queued; opening the window")
         service = WorkerService(
             paths, engine_factory=lambda _c: SyntheticEngine(delay_secs=DEMO_JOB_SECS),
-            vram_probe=lambda: 0.0,
+            vram_probe=lambda: 0.0, loop_options=DEMO_LOOP_OPTIONS,
         )
         holder: list[StudioWorkerApp] = []
         finished = 0
@@ -71,7 +78,7 @@ async def gui_demo(jobs: int, print_fn: Callable[[str], None] = print,
         guard = asyncio.create_task(watchdog())
         try:
             await service.open()
-            await service.register()
+            approve_when_asked(service, studio, print_fn)
             await run_window(service, on_app=on_app)
         finally:
             guard.cancel()

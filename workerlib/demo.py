@@ -58,9 +58,10 @@ async def prepare(root: Path, jobs: int) -> tuple[DevStudio, Paths]:
     studio = DevStudio()
     url = await studio.start()
     paths = demo_paths(root)
+    # No bootstrap token: the worker asks the studio for approval, as a new install of
+    # today does, and talks over the v2 channel.
     service_config = {
         "api_base_url": url,
-        "bootstrap_token": studio.bootstrap_token,
         "heartbeat_interval_secs": 1.0,
         "claim_interval_secs": 0.5,
         "auto_update_enabled": False,
@@ -74,6 +75,43 @@ async def prepare(root: Path, jobs: int) -> tuple[DevStudio, Paths]:
         studio.enqueue(model=model, task=task, vram_gb_estimate=1.0 + (i % 4),
                        asset_name=f"demo/creatures/job-{i:03d}", **extra)
     return studio, paths
+
+
+DEMO_LOOP_OPTIONS = {"registration_poll_secs": 0.5}
+"""The demo polls its registration request every 0.5 s rather than every 30 s."""
+APPROVE_AFTER_SECS = 1.0
+
+
+def approve_when_asked(service: WorkerService, studio: DevStudio,
+                       print_fn: Callable[[str], None]) -> None:
+    """Play the studio's operator: approve this PC's request soon after it is made.
+
+    Prints the waiting state, the approval and the protocol the worker then speaks."""
+    asked: set[str] = set()
+    said_protocol = False
+
+    def approve(request_id: str) -> None:
+        worker_id = studio.approve(request_id)
+        print_fn(f"the studio's operator approved request {request_id}: worker {worker_id}")
+
+    def on_event(event: Event) -> None:
+        nonlocal said_protocol
+        if event.kind != "status":
+            return
+        status = service.state
+        approval = status.approval
+        if approval is not None and approval.phase == "waiting" and \
+                approval.request_id not in asked:
+            asked.add(approval.request_id)
+            print_fn(f"waiting for the studio to approve this PC (request "
+                     f"{approval.request_id})")
+            asyncio.get_running_loop().call_later(APPROVE_AFTER_SECS, approve,
+                                                  approval.request_id)
+        if status.protocol is not None and not said_protocol:
+            said_protocol = True
+            print_fn(f"talking to the studio over {status.protocol.describe()}")
+
+    service.subscribe(on_event)
 
 
 def show_a_rule_holding(service: WorkerService, print_fn: Callable[[str], None]) -> None:
@@ -115,7 +153,7 @@ async def run_headless_demo(jobs: int, print_fn: Callable[[str], None] = print) 
         print_fn(f"local studio at {studio.url}; {jobs} jobs queued; worker starting")
         service = WorkerService(
             paths, engine_factory=lambda _c: SyntheticEngine(delay_secs=DEMO_JOB_SECS),
-            vram_probe=lambda: 0.0,
+            vram_probe=lambda: 0.0, loop_options=DEMO_LOOP_OPTIONS,
         )
         finished = 0
         all_done = asyncio.Event()
@@ -132,7 +170,7 @@ async def run_headless_demo(jobs: int, print_fn: Callable[[str], None] = print) 
         started = time.monotonic()
         try:
             await service.open()
-            await service.register()
+            approve_when_asked(service, studio, print_fn)
             show_a_rule_holding(service, print_fn)
             await service.start()
             await asyncio.wait_for(all_done.wait(), timeout=60 + jobs * 5)

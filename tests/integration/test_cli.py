@@ -231,6 +231,10 @@ def test_demo_completes_jobs_of_every_kind() -> None:
     # A politeness rule holds first and lifts by itself, before any job.
     out = result.stdout
     assert out.index("rule holding: Snoozed until") < out.index("rule lifted") < out.index("ok ")
+    # Over v2, after the studio's operator approved this PC.
+    assert out.index("waiting for the studio to approve this PC (request r-") < \
+        out.index("operator approved request") < out.index("ok ")
+    assert "talking to the studio over v2 channel" in out
 
 
 def test_ui_without_gui_packages_points_to_headless(tmp_path: Path) -> None:
