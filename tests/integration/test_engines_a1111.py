@@ -77,6 +77,18 @@ async def test_generate_sends_the_job_and_returns_the_real_image(fake: FakeA1111
     await engine.close()
 
 
+async def test_the_jobs_negative_prompt_and_cfg_win_over_the_settings(fake: FakeA1111) -> None:
+    engine = make_engine(fake.url, negative_prompt="blurry", cfg_scale=5.5)
+    await engine.start()
+    await engine.check()
+    task = ImageTask(prompt="golem", width=32, height=32, steps=2, negative_prompt="text",
+                     cfg_scale=3.0)
+    await engine.generate("sdxl", task, lambda _f: None)
+    (call,) = fake.calls("POST", "/sdapi/v1/txt2img")
+    assert (call.body["negative_prompt"], call.body["cfg_scale"]) == ("text", 3.0)
+    await engine.close()
+
+
 async def test_no_seed_is_minus_one_and_the_ext_is_converted(fake: FakeA1111) -> None:
     engine = make_engine(fake.url)
     await engine.check()

@@ -87,6 +87,21 @@ async def test_generate_fills_the_workflow_and_follows_the_socket(fake: FakeComf
     await engine.close()
 
 
+async def test_the_jobs_negative_prompt_and_cfg_win_over_the_settings(
+    fake: FakeComfyUI
+) -> None:
+    engine = make_engine(fake.url, negative_prompt="blurry", cfg_scale=6.0)
+    await engine.start()
+    await engine.check()
+    task = ImageTask(prompt="golem", width=32, height=32, steps=2, negative_prompt="text",
+                     cfg_scale=2.5)
+    await engine.generate("sdxl", task, lambda _f: None)
+    (post,) = fake.calls("POST", "/prompt")
+    assert post.body["prompt"]["7"]["inputs"]["text"] == "text"
+    assert post.body["prompt"]["3"]["inputs"]["cfg"] == 2.5
+    await engine.close()
+
+
 async def test_no_seed_gets_a_random_one_and_the_ext_is_converted(fake: FakeComfyUI) -> None:
     engine = make_engine(fake.url)
     await engine.check()

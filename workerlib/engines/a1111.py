@@ -99,12 +99,14 @@ class A1111Engine(CheckpointBackend):
             raise CannotServe(self.name, task.kind, model)
         payload: dict[str, Any] = {
             "prompt": task.prompt,
-            "negative_prompt": self.settings.negative_prompt,
+            # The job's own negative prompt and CFG first (v2 offers), else the settings'.
+            "negative_prompt": task.negative_prompt or self.settings.negative_prompt,
             "width": task.width,
             "height": task.height,
             "steps": task.steps,
             "seed": task.seed if task.seed is not None else -1,
-            "cfg_scale": self.settings.cfg_scale,
+            "cfg_scale": task.cfg_scale if task.cfg_scale is not None
+            else self.settings.cfg_scale,
             "batch_size": 1,
             "n_iter": 1,
             "override_settings": {"sd_model_checkpoint": title},

@@ -241,13 +241,14 @@ class ComfyUIEngine(CheckpointBackend):
         seed = task.seed if task.seed is not None else secrets.randbelow(_SEED_RANGE)
         workflow = fill_workflow(self.workflow, {
             "prompt": task.prompt,
-            "negative_prompt": self.settings.negative_prompt,
+            # The job's own negative prompt and CFG first (v2 offers), else the settings'.
+            "negative_prompt": task.negative_prompt or self.settings.negative_prompt,
             "width": task.width,
             "height": task.height,
             "steps": task.steps,
             "seed": seed,
             "checkpoint": checkpoint,
-            "cfg": self.settings.cfg_scale,
+            "cfg": task.cfg_scale if task.cfg_scale is not None else self.settings.cfg_scale,
         })
         report = Progress(progress)
         report(0.0)

@@ -375,10 +375,12 @@ class DiffusersEngine:
             "output_type": "pil",
         }
         params = self._call_params
-        if self.settings.negative_prompt and "negative_prompt" in params:
-            call["negative_prompt"] = self.settings.negative_prompt
+        negative = task.negative_prompt or self.settings.negative_prompt  # the job's first
+        if negative and "negative_prompt" in params:
+            call["negative_prompt"] = negative
         if "guidance_scale" in params:
-            call["guidance_scale"] = self.settings.guidance_scale
+            call["guidance_scale"] = task.cfg_scale if task.cfg_scale is not None \
+                else self.settings.guidance_scale
         if "callback_on_step_end" in params:
             call["callback_on_step_end"] = on_step_end
         elif "callback" in params:

@@ -243,6 +243,9 @@ class GradioEngine(HttpBackend):
             "height": task.height,
             "steps": task.steps,
             "seed": task.seed if task.seed is not None else -1,
+            # For apps whose function takes them (named in gradio.arg_order).
+            "negative_prompt": task.negative_prompt or "",
+            "cfg_scale": task.cfg_scale if task.cfg_scale is not None else 7.0,
         }
         args = [values[name] for name in self.arg_order]
         report = Progress(progress)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-GRADIO_ARGUMENTS: tuple[str, ...] = ("prompt", "model", "width", "height", "steps", "seed")
+GRADIO_ARGUMENTS: tuple[str, ...] = ("prompt", "model", "width", "height", "steps", "seed",
+                                     "negative_prompt", "cfg_scale")
 """What ``[gradio].arg_order`` may name: the values the engine can pass to the app."""
 
 
