@@ -39,6 +39,10 @@ class StatusScreen(TabScreen):
         self.vm.resume_now()
         self.refresh()
 
+    def start_over(self) -> None:
+        self.vm.start_over()
+        self.refresh()
+
     def start_worker(self) -> None:
         self.app.run_task(self.vm.start(), self.refresh)
 

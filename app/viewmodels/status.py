@@ -37,6 +37,34 @@ class StatusView:
     gpu: str = ""
     """GPU health, one line per GPU; empty without an NVIDIA GPU (the row is hidden)."""
     snoozed: bool = False
+    protocol: str = ""
+    """How the worker talks to the studio and why, e.g. "v1 polling (studio has no v2
+    channel: polling)"; "not connected yet" before the first session."""
+    approval: str = ""
+    """A v2 registration request: waiting (with its id and how long), or rejected."""
+    approval_tone: Tone = "muted"
+    show_start_over: bool = False
+
+
+def approval_text(snapshot: StatusSnapshot, now: float) -> tuple[str, Tone]:
+    """Coarse on purpose (minutes): the window does not redraw every second for it."""
+    approval = snapshot.approval
+    if approval is None:
+        return "", "muted"
+    if approval.phase == "rejected":
+        return (f"The studio rejected this PC: {approval.reason or 'no reason given'}. "
+                "Start over to ask again.", "error")
+    minutes = int(max(0.0, now - approval.since) // 60)
+    waited = "less than a minute" if minutes < 1 else \
+        "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return (f"Waiting for the studio to approve this PC — request {approval.request_id}, "
+            f"waiting for {waited}. Approval is picked up without a restart.", "warn")
+
+
+def protocol_text(snapshot: StatusSnapshot) -> str:
+    if snapshot.protocol is None:
+        return "not connected yet"
+    return snapshot.protocol.describe()
 
 
 def heartbeat_text(snapshot: StatusSnapshot, *, running: bool, now: float) -> tuple[str, Tone]:
@@ -112,14 +140,16 @@ class StatusViewModel:
 
     def render(self, snapshot: StatusSnapshot, *, running: bool, now: float) -> StatusView:
         heartbeat, heartbeat_tone = heartbeat_text(snapshot, running=running, now=now)
+        approval, approval_tone = approval_text(snapshot, now)
         unauthorised = snapshot.connection is Connection.UNAUTHORISED
         show_register = not snapshot.registered or unauthorised
         hint = ""
         if show_register:
             hint = ("The studio no longer accepts this worker's token: register again with a "
                     "fresh bootstrap token." if unauthorised else
-                    "This worker is not registered yet. Paste the bootstrap token from the "
-                    "studio to register it.")
+                    "This worker is not registered yet. It asks the studio's operators to "
+                    "approve it; or paste a bootstrap token from the studio to register at "
+                    "once.")
         return StatusView(
             worker_id=snapshot.worker_id or "(not registered)",
             studio_url=snapshot.api_base_url,
@@ -144,6 +174,11 @@ class StatusViewModel:
             registering=self.registering,
             gpu=gpu_text(snapshot),
             snoozed=snapshot.hold is not None and snapshot.hold.rule == "snooze",
+            protocol=protocol_text(snapshot),
+            approval=approval,
+            approval_tone=approval_tone,
+            show_start_over=snapshot.approval is not None
+            and snapshot.approval.phase == "rejected",
         )
 
     # -- commands ---------------------------------------------------------------------------
@@ -177,6 +212,15 @@ class StatusViewModel:
         try:
             await self.service.start()
         except Exception as exc:
+            self.problem = describe_error(exc)
+        else:
+            self.problem = ""
+
+    def start_over(self) -> None:
+        """Forget a rejected (or any) registration; the worker asks the studio again."""
+        try:
+            self.service.reset_registration()
+        except Exception as exc:  # an unwritable config must not crash the window
             self.problem = describe_error(exc)
         else:
             self.problem = ""

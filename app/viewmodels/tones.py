@@ -15,6 +15,8 @@ BADGE_TONES: dict[str, Tone] = {
     "Not registered": "muted",
     "Engine offline": "error",
     "Cooling down": "paused",
+    "Waiting for approval": "warn",
+    "Rejected": "error",
 }
 
 LEVEL_TONES: dict[str, Tone] = {"info": "muted", "warn": "warn", "error": "error"}

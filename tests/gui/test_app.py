@@ -340,3 +340,51 @@ async def test_event_bursts_are_coalesced_and_frames_capped(
     elapsed = time.monotonic() - started
     refreshes = pilot.app.refresh_count - before
     assert 1 <= refreshes <= 2 + 4 * elapsed, (refreshes, elapsed)
+
+
+async def test_approval_flow_in_the_window(
+    studio: Any, make_service: ServiceFactory, start_gui: StartGui, tmp_path: Any
+) -> None:
+    """A new install without a token: the Status tab shows the wait for the studio's
+    operators (request id, how long), a rejection with its reason and Start over, then
+    the approval, picked up without a restart, and the protocol in use and why."""
+    import os
+    from pathlib import Path
+
+    from kivy.core.window import Window
+    from PIL import Image
+
+    service = await make_service(register=False, bootstrap_token="", protocol="auto",
+                                 loop_options={"registration_poll_secs": 0.05})
+    pilot = await start_gui(service)
+    ids = pilot.ids("status")
+    await pilot.wait_for(lambda: "Waiting for approval" in pilot.texts(ids.badge), 20,
+                         "the waiting badge")
+    first = studio.channel.pending()[0]
+    await pilot.wait_for(lambda: first.request_id in pilot.screen_text(), 10, "the request id")
+    assert "waiting for less than a minute" in ids.approval.text
+    assert "Protocol" in pilot.screen_text() and "not connected yet" in pilot.screen_text()
+    assert not pilot.on_screen(ids.start_over_button)
+    await pilot.settle()
+    # STUDIO_WORKER_SCREENSHOTS=docs/screenshots refreshes the committed picture.
+    out = Path(os.environ.get("STUDIO_WORKER_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    written = Window.screenshot(name=str(out / "status-approval-.png"))
+    shot = Path(written).replace(out / "status-approval.png")
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 100, "the screenshot looks blank"
+
+    studio.reject_registration(first.request_id, "not a studio PC")
+    await pilot.wait_for(lambda: "Rejected" in pilot.texts(ids.badge), 20, "the rejection")
+    assert "rejected this PC: not a studio PC" in ids.approval.text
+    await pilot.wait_for(lambda: pilot.on_screen(ids.start_over_button), 5, "Start over")
+    await pilot.click(ids.start_over_button)
+    await studio.wait_for(lambda: len(studio.channel.pending()) == 1, 20)
+    second = studio.channel.pending()[0]
+    assert second.request_id != first.request_id
+    worker_id = studio.approve(second.request_id)
+    await pilot.wait_for(lambda: "Idle" in pilot.texts(ids.badge), 30, "the Idle badge")
+    text = pilot.screen_text()
+    assert worker_id in text and "v2 channel (auto: the studio has a v2 channel)" in text
+    assert not ids.approval.text
+    assert service.config.registration_secret == ""

@@ -91,6 +91,37 @@ async def test_status_formats_a_connected_idle_worker(service: WorkerService) ->
     assert not view.show_start and view.problem == ""
 
 
+async def test_status_shows_the_approval_wait_coarsely_and_the_protocol(
+    service: WorkerService
+) -> None:
+    from workerlib.runtime.state import Approval, ProtocolInfo
+
+    vm = StatusViewModel(service)
+    unregistered = dict(registered=False, connection=Connection.NOT_REGISTERED,
+                        worker_id="", last_heartbeat=None)
+    waiting = Approval(phase="waiting", request_id="r-42", since=NOW - 30)
+    view = vm.render(snapshot(label="Waiting for approval", approval=waiting, **unregistered),
+                     running=True, now=NOW)
+    assert view.badge == "Waiting for approval" and view.badge_tone == "warn"
+    assert "request r-42, waiting for less than a minute" in view.approval
+    assert view.approval_tone == "warn" and not view.show_start_over
+    assert view.protocol == "not connected yet"
+    later = waiting.model_copy(update={"since": NOW - 185})
+    view = vm.render(snapshot(label="Waiting for approval", approval=later, **unregistered),
+                     running=True, now=NOW)
+    assert "waiting for 3 minutes" in view.approval  # minutes, not a per-second counter
+    rejected = Approval(phase="rejected", request_id="r-42", since=NOW - 60,
+                        reason="unknown PC")
+    view = vm.render(snapshot(label="Rejected", approval=rejected, **unregistered),
+                     running=True, now=NOW)
+    assert view.badge_tone == "error" and view.show_start_over
+    assert "rejected this PC: unknown PC" in view.approval
+    polling = ProtocolInfo(name="v1", reason="studio has no v2 channel: polling")
+    view = vm.render(snapshot(protocol=polling), running=True, now=NOW)
+    assert view.protocol == "v1 polling (studio has no v2 channel: polling)"
+    assert view.approval == "" and not view.show_start_over
+
+
 async def test_status_badges_and_job_line(service: WorkerService) -> None:
     vm = StatusViewModel(service)
     job = CurrentJob(job_id="j", kind="llm", model="synthetic-llm", prompt_preview="lore",
