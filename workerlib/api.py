@@ -1,4 +1,4 @@
-"""The studio client: every endpoint of STUDIO_API.md §2 over one aiohttp session."""
+"""The studio client: every endpoint of docs/PROTOCOL.md §2 and §3.1 over one aiohttp session."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ ACCEPT_ENCODING = "gzip, deflate"
 
 
 def api_root(base_url: str) -> str:
-    """``api_base_url`` → ``<base>/graphics/api`` without doubling the prefix (§1)."""
+    """``api_base_url`` → ``<base>/graphics/api`` without doubling the prefix (docs/PROTOCOL.md)."""
     base = base_url.strip().rstrip("/")
     if base.endswith(API_PREFIX):
         return base

@@ -55,7 +55,7 @@ class Paths:
 
 def rust_config_file(platform: str = sys.platform, env: Mapping[str, str] | None = None,
                      home: Path | None = None) -> Path:
-    """Where the Rust worker keeps ``config.toml`` on ``platform`` (STUDIO_API_V2.md §5)."""
+    """Where the Rust worker keeps ``config.toml`` on ``platform`` (docs/PROTOCOL.md §7)."""
     env = os.environ if env is None else env
     home = Path.home() if home is None else home
     if platform == "win32":

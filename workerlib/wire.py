@@ -1,4 +1,4 @@
-"""Wire models of the studio protocol (STUDIO_API.md §3, §4, §2.7).
+"""Wire models of the studio protocol (docs/PROTOCOL.md §3, §4, §5, §2.8).
 
 Keys on the wire are camelCase for claims and capabilities; inside a ``Task`` they
 are snake_case in v1 claims and camelCase in v2 offers (docs/PROTOCOL.md), so task
@@ -190,7 +190,7 @@ TASK_ADAPTER: TypeAdapter[Task] = TypeAdapter(Task)
 
 
 def task_prompt(task: Task) -> str:
-    """The text sent back as ``prompt`` with a result (STUDIO_API.md §3.3)."""
+    """The text sent back as ``prompt`` with a result (docs/PROTOCOL.md §4.3)."""
     if isinstance(task, ImageTask | VideoTask):
         return task.prompt
     if isinstance(task, LlmTask):
@@ -253,7 +253,7 @@ def apply_cli_defaults(task: Task, defaults: Mapping[str, Any]) -> Task:
 
 
 class JobClaim(BaseModel):
-    """A claim reply (STUDIO_API.md §3.1) or the ``claim`` of a v2 offer."""
+    """A claim reply (docs/PROTOCOL.md §4.1) or the ``claim`` of a v2 offer."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
@@ -278,7 +278,7 @@ class JobClaim(BaseModel):
 
 
 class Capabilities(BaseModel):
-    """What the worker advertises in ``register`` and every ``heartbeat`` (§4).
+    """What the worker advertises in ``register`` and every ``heartbeat`` (docs/PROTOCOL.md §5).
 
     Field order is the wire order.
     """
@@ -296,7 +296,7 @@ class Capabilities(BaseModel):
     supported_models: list[str] = Field(alias="supportedModels")
     task_kinds: list[TaskKind] = Field(alias="taskKinds")
     supported_models_per_kind: dict[str, list[str]] = Field(alias="supportedModelsPerKind")
-    # Newer keys, after the v1 ones in this order (STUDIO_API_V2.md §3); None = unknown,
+    # Newer keys, after the v1 ones in this order (docs/PROTOCOL.md §5); None = unknown,
     # left out. autoUpdate and startMinimised go to v2 studios only.
     auto_update: bool | None = Field(None, alias="autoUpdate")
     start_minimised: bool | None = Field(None, alias="startMinimised")
@@ -327,7 +327,7 @@ def build_capabilities(
     only_when_idle: bool = False,
     user_presence: Literal["idle", "active"] | None = None,
 ) -> Capabilities:
-    """Assemble capabilities with the ordering and override rules of §4."""
+    """Assemble capabilities with the ordering and override rules of docs/PROTOCOL.md §5."""
     kinds = [k for k in KIND_ORDER if k in models_per_kind]
     per_kind: dict[str, list[str]] = {}
     override_list = sorted(set(override))
@@ -361,10 +361,10 @@ V1_CAPABILITY_KEYS: tuple[str, ...] = (
 V2_CAPABILITY_KEYS: tuple[str, ...] = (
     *V1_CAPABILITY_KEYS, "autoUpdate", "startMinimised", "onlyWhenIdle", "userPresence",
 )
-"""Every key a v2 capabilities object may have, in wire order (v2 §3)."""
+"""Every key a v2 capabilities object may have, in wire order (docs/PROTOCOL.md §5)."""
 
 
-# -- v2 registration (STUDIO_API_V2.md §1) -------------------------------------------------
+# -- v2 registration (docs/PROTOCOL.md §3.1) ----------------------------------------------
 class _Reply(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
@@ -398,7 +398,7 @@ RegistrationDecision = Annotated[Pending | Approved | Rejected, Field(discrimina
 DECISION_ADAPTER: TypeAdapter[RegistrationDecision] = TypeAdapter(RegistrationDecision)
 
 
-# -- v2 frames from the studio (STUDIO_API_V2.md §2) ------------------------------------------
+# -- v2 frames from the studio (docs/PROTOCOL.md §3) ---------------------------------------
 ErrorCode = Literal["auth_failed", "protocol_violation", "duplicate_worker", "worker_deleted",
                     "internal_error"]
 
@@ -444,7 +444,7 @@ LogLevel = Literal["info", "warn", "error"]
 
 
 class LogEntry(BaseModel):
-    """One shipped log entry (§2.7)."""
+    """One shipped log entry (docs/PROTOCOL.md §2.8)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 

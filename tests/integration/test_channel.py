@@ -384,7 +384,8 @@ async def test_auto_registers_by_request_when_v1_register_is_gone(
 
 
 # ---- frame conformance ----------------------------------------------------------------------
-# Written from STUDIO_API_V2.md, not from our models: each frame type with its exact keys.
+# Written from the contract (docs/PROTOCOL.md §3), not from our models: each frame type
+# with its exact keys.
 FRAME_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "hello": ({"type", "authToken", "capabilities"}, set()),
     "heartbeat": ({"type", "capabilities"}, {"currentJobId"}),

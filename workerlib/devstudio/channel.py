@@ -1,5 +1,5 @@
 """The dev studio's v2 side: operator-approved registration and the WebSocket channel
-(STUDIO_API_V2.md; our account of it is docs/PROTOCOL.md).
+(docs/PROTOCOL.md §3).
 
 As strict as the v1 side: a frame that breaks the contract gets an ``error`` frame
 (``protocol_violation``) and the socket is closed with 4002; the refusal is recorded
@@ -353,7 +353,7 @@ class Channel:
     # ---- offers --------------------------------------------------------------------------
 
     async def dispatch(self) -> None:
-        """Offer queued jobs to idle workers that serve their kind and size (§2.7)."""
+        """Offer queued jobs to idle workers that serve their kind and size (§3.3)."""
         if self.silent:
             return
         async with self._dispatch_lock:

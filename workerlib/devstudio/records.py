@@ -124,7 +124,7 @@ RegistrationStatus = Literal["pending", "approved", "rejected"]
 
 @dataclass
 class RegistrationRecord:
-    """A v2 registration request (STUDIO_API_V2.md §1)."""
+    """A v2 registration request (docs/PROTOCOL.md §3.1)."""
 
     request_id: str
     install_id: str

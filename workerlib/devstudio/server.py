@@ -1,4 +1,4 @@
-"""A local, strict stand-in for the minis.gg studio (the studio side of STUDIO_API.md).
+"""A local, strict stand-in for the minis.gg studio (the studio side of docs/PROTOCOL.md).
 
 Used by the integration tests, ``studio-worker demo`` and ``studio-worker dev-studio``.
 Every request a worker makes is checked against the contract and refused with a

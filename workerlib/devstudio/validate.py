@@ -1,4 +1,4 @@
-"""Strict checks of what a worker sends, written from STUDIO_API.md.
+"""Strict checks of what a worker sends, written from the contract (docs/PROTOCOL.md).
 
 The dev studio plays the real studio, so it validates requests by its own rules
 instead of reusing the worker's wire models: a mistake in those models must show
@@ -35,7 +35,7 @@ CAPABILITY_KEYS: tuple[str, ...] = (
     "supportedModelsPerKind",
 )
 OPTIONAL_CAPABILITY_KEYS: tuple[str, ...] = ("onlyWhenIdle", "userPresence")
-"""Newer workers add these after the v1 keys, in this order (STUDIO_API_V2.md §3)."""
+"""Newer workers add these after the v1 keys, in this order (docs/PROTOCOL.md §5)."""
 V2_CAPABILITY_EXTRAS: tuple[str, ...] = ("autoUpdate", "startMinimised",
                                           *OPTIONAL_CAPABILITY_KEYS)
 """v2 capabilities: these may follow the v1 keys, in this order, each left out when unknown."""
@@ -130,8 +130,8 @@ def _str_list(value: Any, where: str) -> list[str]:
 
 
 def validate_capabilities(caps: Any, *, v2: bool = False) -> dict[str, Any]:
-    """Capabilities exactly as STUDIO_API.md §4 describes them (with ``v2``: plus the
-    optional v2 keys of STUDIO_API_V2.md §3, after them and in their order)."""
+    """Capabilities exactly as docs/PROTOCOL.md §5 describes them (with ``v2``: plus the
+    optional newer keys, after them and in their order)."""
     where = "capabilities"
     if not isinstance(caps, dict):
         raise bad(f"{where} must be an object, got {_type(caps)}")
@@ -219,7 +219,7 @@ def task_kind(task: Mapping[str, Any] | None) -> str | None:
 
 
 def expected_prompt(task: Mapping[str, Any] | None, legacy_prompt: str | None) -> str | None:
-    """The prompt a result must carry (§3.3), or None when the task is malformed."""
+    """The prompt a result must carry (docs/PROTOCOL.md §4.3); None for a malformed task."""
     kind = task_kind(task)
     if task is None:
         return legacy_prompt or ""
@@ -340,7 +340,7 @@ def part_names(parts: Sequence[Part]) -> list[str]:
     return [part.name for part in parts]
 
 
-# ---- v2 (STUDIO_API_V2.md) ---------------------------------------------------------------
+# ---- v2 (docs/PROTOCOL.md §3) -----------------------------------------------------------
 
 ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,256}")
 UUID4_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -374,7 +374,7 @@ def validate_register_request(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_frame(text: str) -> dict[str, Any]:
-    """A worker's frame, checked against STUDIO_API_V2.md §2 (keys, types, ids)."""
+    """A worker's frame, checked against docs/PROTOCOL.md §3 (keys, types, ids)."""
     value = parse_json_object("application/json", text.encode("utf-8"))
     kind = value.get("type")
     if not isinstance(kind, str) or kind not in _FRAME_KEYS:

@@ -1,5 +1,5 @@
 """Getting a worker id and token: v1 ``register`` with a bootstrap token, or a v2
-request an operator approves (STUDIO_API_V2.md §1, docs/PROTOCOL.md).
+request an operator approves (docs/PROTOCOL.md §3.1).
 
 ``Registrar.step`` does one step and says how long to wait before the next, so the
 loops, ``studio-worker register`` and the tests all drive the same code.

@@ -88,7 +88,7 @@ class UpdateInfo(_Frozen):
 
 
 class Approval(_Frozen):
-    """Where a v2 registration request stands (STUDIO_API_V2.md §1)."""
+    """Where a v2 registration request stands (docs/PROTOCOL.md §3.1)."""
 
     phase: Literal["waiting", "rejected"]
     request_id: str

@@ -8,7 +8,7 @@ import random
 
 
 class Backoff:
-    """Exponential backoff with jitter: 1 s doubling, capped (STUDIO_API.md §5)."""
+    """Exponential backoff with jitter: 1 s doubling, capped (docs/PROTOCOL.md §6)."""
 
     def __init__(self, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None):
         self.base = base
