@@ -427,6 +427,10 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int, *, partial: bool
     return bytes(out)
 
 
+TASK_SHAPES_HINT = " (the task shapes: docs/PROTOCOL.md §4.2)"
+"""Where a person who queued a malformed task can look the right shape up."""
+
+
 def parse_claim(raw: bytes) -> JobClaim:
     """Validate a 2xx claim body; ``BadClaim.job_id`` is set when one can be read."""
     try:
@@ -446,7 +450,8 @@ def parse_claim(raw: bytes) -> JobClaim:
     try:
         return JobClaim.model_validate(data)
     except (ValidationError, RecursionError) as exc:
-        raise BadClaim(f"invalid job: {_describe(exc)}", _readable_id(data)) from None
+        raise BadClaim(f"invalid job: {_describe(exc)}{TASK_SHAPES_HINT}",
+                       _readable_id(data)) from None
 
 
 def _readable_id(data: Any) -> str | None:

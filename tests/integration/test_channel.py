@@ -46,6 +46,15 @@ def frames_in(studio: Any, kind: str) -> list[dict[str, Any]]:
     return out
 
 
+async def asking_for_approval(studio: Any, make_service: ServiceFactory) -> tuple[Any, Any]:
+    """A new install without a token, started: (the service, its pending request)."""
+    service = await make_service(register=False, bootstrap_token="", protocol="auto",
+                                 loop_options=FAST_POLL)
+    await service.start()
+    await studio.wait_for(lambda: len(studio.channel.pending()) == 1, timeout=10)
+    return service, studio.channel.pending()[0]
+
+
 class GatedEngine(SyntheticEngine):
     """Blocks its first ``gated`` jobs until ``release`` is set."""
 
@@ -120,11 +129,7 @@ async def test_v2_task_params_and_model_source_defaults_reach_the_engine(
 async def test_approval_pending_then_approved(
     studio: Any, make_service: ServiceFactory
 ) -> None:
-    service = await make_service(register=False, bootstrap_token="", protocol="auto",
-                                 loop_options=FAST_POLL)
-    await service.start()
-    await studio.wait_for(lambda: len(studio.channel.pending()) == 1, timeout=10)
-    request = studio.channel.pending()[0]
+    service, request = await asking_for_approval(studio, make_service)
     await studio.wait_for(lambda: service.status().approval is not None, timeout=5)
     status = service.status()
     assert status.approval is not None and status.approval.phase == "waiting"
@@ -156,11 +161,7 @@ async def test_approval_pending_then_approved(
 async def test_rejected_shows_the_reason_and_start_over_asks_again(
     studio: Any, make_service: ServiceFactory
 ) -> None:
-    service = await make_service(register=False, bootstrap_token="", protocol="auto",
-                                 loop_options=FAST_POLL)
-    await service.start()
-    await studio.wait_for(lambda: len(studio.channel.pending()) == 1, timeout=10)
-    first = studio.channel.pending()[0]
+    service, first = await asking_for_approval(studio, make_service)
     studio.reject_registration(first.request_id, "unknown machine")
     await studio.wait_for(lambda: service.status().approval is not None
                           and service.status().approval.phase == "rejected", timeout=10)
@@ -179,11 +180,7 @@ async def test_rejected_shows_the_reason_and_start_over_asks_again(
 async def test_forgotten_request_404_makes_a_new_request(
     studio: Any, make_service: ServiceFactory
 ) -> None:
-    service = await make_service(register=False, bootstrap_token="", protocol="auto",
-                                 loop_options=FAST_POLL)
-    await service.start()
-    await studio.wait_for(lambda: len(studio.channel.pending()) == 1, timeout=10)
-    first = studio.channel.pending()[0]
+    service, first = await asking_for_approval(studio, make_service)
     old_secret = service.config.registration_secret
     studio.channel.forget(first.request_id)
     await studio.wait_for(lambda: len(studio.channel.pending()) == 1, timeout=10)

@@ -294,6 +294,15 @@ async def test_status_shows_why_a_running_worker_holds_back(
     assert "not claiming — ComfyUI at http://127.0.0.1:8188 is not answering" in out
 
 
+def start_register(config: Path, out: Path) -> subprocess.Popen[bytes]:
+    """`studio-worker register` without a token, polling fast, its output into ``out``."""
+    with open(out, "w") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workerlib", "--config", str(config), "register",
+             "--poll-secs", "0.1"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+
+
 def test_register_without_a_token_waits_for_approval_and_reset_starts_over(
     tmp_path: Path, studio_process: str
 ) -> None:
@@ -301,11 +310,7 @@ def test_register_without_a_token_waits_for_approval_and_reset_starts_over(
     config = tmp_path / "c.toml"
     ConfigStore(config).update({"api_base_url": url, "auto_update_enabled": False})
     out = tmp_path / "register.out"
-    with open(out, "w") as sink:
-        waiting = subprocess.Popen(
-            [sys.executable, "-m", "workerlib", "--config", str(config), "register",
-             "--poll-secs", "0.1"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
+    waiting = start_register(config, out)
     try:
         _wait(lambda: any(r["status"] == "pending"
                           for r in _admin(url, "GET", "/admin/registrations")), 30)
@@ -328,11 +333,7 @@ def test_register_without_a_token_waits_for_approval_and_reset_starts_over(
     reset = run_cli("--config", str(config), "register", "--reset")
     assert reset.returncode == 0 and "registration reset" in reset.stdout
     assert not ConfigStore(config).load().is_registered()
-    with open(out, "w") as sink:
-        again = subprocess.Popen(
-            [sys.executable, "-m", "workerlib", "--config", str(config), "register",
-             "--poll-secs", "0.1"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
+    again = start_register(config, out)
     try:
         _wait(lambda: any(r["status"] == "pending"
                           for r in _admin(url, "GET", "/admin/registrations")), 30)

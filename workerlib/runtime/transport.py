@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Protocol
 
 from workerlib.config import Config
+from workerlib.engines.base import BinaryResult
 from workerlib.runtime.host import Host
 from workerlib.runtime.job import JobRunner
 
@@ -71,3 +72,10 @@ class Transport(Protocol):
 def session_key(config: Config) -> tuple[str, ...]:
     """What a session is bound to: a change ends it so the next one uses the new values."""
     return (config.api_base_url, config.worker_id, config.auth_token, config.protocol)
+
+
+async def upload_binary(host: Host, job_id: str, prompt: str, result: BinaryResult) -> None:
+    """A binary result goes through the multipart ``complete`` over HTTP, in v1 and v2."""
+    config = host.config
+    await host.client.complete(config.worker_id, config.auth_token, job_id, prompt,
+                               result.data, result.ext)

@@ -11,7 +11,7 @@ from workerlib.engines.base import BinaryResult
 from workerlib.errors import BadClaim, StudioAuthError, StudioError
 from workerlib.logs import get_logger
 from workerlib.runtime.timing import Backoff, Cadence, wait_any, wait_event
-from workerlib.runtime.transport import End, LoopContext
+from workerlib.runtime.transport import End, LoopContext, upload_binary
 
 log_hb = get_logger("heartbeat")
 log_claim = get_logger("claim")
@@ -46,9 +46,7 @@ class PollingTransport:
 
     # -- Delivery ---------------------------------------------------------------------------
     async def complete(self, job_id: str, prompt: str, result: BinaryResult) -> None:
-        config = self.host.config
-        await self.host.client.complete(config.worker_id, config.auth_token, job_id, prompt,
-                                        result.data, result.ext)
+        await upload_binary(self.host, job_id, prompt, result)
 
     async def complete_json(self, job_id: str, prompt: str, value: Any) -> None:
         config = self.host.config

@@ -15,13 +15,13 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from workerlib.api import USER_AGENT, api_root, strict_json
+from workerlib.api import TASK_SHAPES_HINT, USER_AGENT, api_root, strict_json
 from workerlib.engines.base import BinaryResult
 from workerlib.errors import StudioError, StudioUnreachable
 from workerlib.logs import get_logger
 from workerlib.runtime.job import CONNECTION_LOST_REASON
 from workerlib.runtime.timing import Backoff, Cadence, wait_any, wait_event
-from workerlib.runtime.transport import End, LoopContext
+from workerlib.runtime.transport import End, LoopContext, upload_binary
 from workerlib.wire import (
     FRAME_ADAPTER,
     CompleteAck,
@@ -137,9 +137,7 @@ class ChannelTransport:
 
     # -- Delivery --------------------------------------------------------------------------
     async def complete(self, job_id: str, prompt: str, result: BinaryResult) -> None:
-        config = self.host.config
-        await self.host.client.complete(config.worker_id, config.auth_token, job_id, prompt,
-                                        result.data, result.ext)
+        await upload_binary(self.host, job_id, prompt, result)
 
     async def complete_json(self, job_id: str, prompt: str, value: Any) -> None:
         await self._send_acked("completeAck", job_id, {
@@ -366,7 +364,8 @@ class ChannelTransport:
             claim = JobClaim.model_validate(frame.claim)
         except ValidationError as exc:
             if isinstance(raw_id, str) and _usable_id(raw_id):
-                await self._reject(raw_id, f"invalid job: {_first_error(exc)}", None)
+                await self._reject(raw_id, f"invalid job: {_first_error(exc)}"
+                                   f"{TASK_SHAPES_HINT}", None)
             else:
                 log_claim.error("ignoring an offer with no usable jobId: %s", _first_error(exc))
             return
