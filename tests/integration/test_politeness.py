@@ -175,3 +175,20 @@ async def test_heat_and_power_limits_with_hysteresis(
     await studio.wait_for(lambda: service.status().hold is None, WAIT)
     status = service.status()
     assert status.gpus[0].power_w == 260 and status.gpus[0].name == "NVIDIA GeForce RTX 4090"
+
+
+async def test_a_v2_offer_while_a_rule_holds_is_rejected_as_paused(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    clock = FakeClock(datetime(2026, 11, 25, 12, 0).timestamp())  # Wednesday noon
+    service = await make_service(protocol="v2", schedule=["mon-fri 18:00-08:00"],
+                                 policy_probes=probes(clock=clock))
+    await service.start()
+    job = studio.enqueue(model="synthetic", task=IMAGE)
+    await studio.wait_for(lambda: studio.jobs[job].rejects, WAIT)
+    reject = studio.jobs[job].rejects[0]
+    assert reject["code"] == "paused" and studio.jobs[job].status == "queued"
+    caps = studio.workers[service.config.worker_id].capabilities
+    assert caps["autoEnabled"] is False and caps["onlyWhenIdle"] is False
+    clock.now = datetime(2026, 11, 25, 18, 0).timestamp()  # the evening window opens
+    await studio.wait_for(lambda: studio.jobs[job].status == "completed", WAIT)
