@@ -14,6 +14,8 @@ from pathlib import Path
 TOMORROW_HOUR = 8
 """"Until tomorrow" means until 08:00 on the next calendar day, local time."""
 MAX_SNOOZE_SECS = 7 * 86400
+SNOOZE_PRESETS: dict[str, float] = {"1h": 3600.0, "4h": 4 * 3600.0}
+"""The tray's and Status tab's snoozes, besides "until tomorrow"."""
 MAX_FILE_BYTES = 4096
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*$")
 
