@@ -702,8 +702,9 @@ async def test_worker_applies_between_jobs_and_asks_to_restart(
         studio.enqueue(model="synthetic", prompt="a lighthouse")
     loops = await service.start()
     await asyncio.wait_for(service.restart_requested.wait(), 30)
-    # Claiming stopped for good, and no job was running when the bundle was swapped.
-    assert loops.claim_task().done()
+    # Claiming stopped for good (the session ends, its last logs shipped), and no job
+    # was running when the bundle was swapped.
+    await asyncio.wait_for(asyncio.shield(loops.claim_task()), 10)
     assert loops.job_task is None
     assert "claimed" not in {job.status for job in studio.jobs.values()}
     assert await run_version(inst.executable) == "studio-worker 9.0.0"
