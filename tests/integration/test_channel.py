@@ -474,3 +474,16 @@ async def test_every_frame_we_send_matches_the_contract(
     assert {"paused", "busy", None} <= set(codes)
     completed = next(f for f in frames if f["type"] == "completeJson")
     assert completed["prompt"] == "lore please"  # the full prompt, §3.3
+
+
+async def test_ws_reconnect_attempts_gives_up_and_says_so(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    studio.inject_fault("connect", status=503, count=100)
+    service = await make_service(protocol="v2", ws_reconnect_attempts=2)
+    await service.start()
+    await studio.wait_for(lambda: "gave up reconnecting" in (service.status().last_error or ""),
+                          timeout=20)
+    await studio.wait_for(lambda: service.loops is not None and service.loops.transport is None,
+                          timeout=10)
+    assert sum(1 for r in studio.requests if r.endpoint == "connect") == 2
