@@ -79,7 +79,7 @@ async def prepare(root: Path, jobs: int) -> tuple[DevStudio, Paths]:
 
 DEMO_LOOP_OPTIONS = {"registration_poll_secs": 0.5}
 """The demo polls its registration request every 0.5 s rather than every 30 s."""
-APPROVE_AFTER_SECS = 1.0
+APPROVE_AFTER_SECS = 0.3
 
 
 def approve_when_asked(service: WorkerService, studio: DevStudio,
