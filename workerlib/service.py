@@ -40,6 +40,7 @@ from workerlib.logs import (
 from workerlib.paths import Paths
 from workerlib.runtime import loops as loops_mod
 from workerlib.runtime.journal import RESTARTED_REASON, Journal
+from workerlib.runtime.link import Link
 from workerlib.runtime.loops import REPORT_ATTEMPTS, WorkerLoops
 from workerlib.runtime.state import (
     Event,
@@ -514,6 +515,10 @@ class WorkerService:
 
     def recent_jobs(self) -> list[FinishedJob]:
         return self.state.recent_jobs()
+
+    def link(self) -> Link:
+        """This worker runs in this process (see workerlib.control.handle)."""
+        return Link(attached=False, connected=True, pid=os.getpid(), version=__version__)
 
     def log_lines(self) -> list[LogLine]:
         return self.ring.lines()
