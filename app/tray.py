@@ -25,6 +25,7 @@ Variant = Literal["idle", "busy", "disconnected"]
 TITLE = "Studio Worker"
 OPEN_LABEL = "Open Window"
 QUIT_LABEL = "Quit"
+STOP_WORKER_LABEL = "Stop background worker"
 STALE_BEATS = 3
 """No good heartbeat for this many intervals counts as disconnected."""
 TOOLTIP_LIMIT = 120
@@ -159,6 +160,8 @@ class TrayCommands:
     open_window: Callable[[], None]
     toggle_pause: Callable[[], None]
     quit: Callable[[], None]
+    stop_worker: Callable[[], None] | None = None
+    """Only for a window attached to a background worker (Quit closes just the window)."""
 
 
 class _NoNotifier:
@@ -318,6 +321,8 @@ class PystrayTray:
             menu = pystray.Menu(
                 pystray.MenuItem(OPEN_LABEL, self._on_open, default=True),
                 pystray.MenuItem(lambda _item: self._pause_text(), self._on_pause),
+                pystray.MenuItem(STOP_WORKER_LABEL, self._on_stop_worker,
+                                 visible=self.commands.stop_worker is not None),
                 pystray.MenuItem(QUIT_LABEL, self._on_quit),
             )
             # The title (tooltip) is set once the icon is up: some backends apply only changes.
@@ -383,3 +388,7 @@ class PystrayTray:
 
     def _on_quit(self, _icon: Any, _item: Any) -> None:
         self.commands.quit()
+
+    def _on_stop_worker(self, _icon: Any, _item: Any) -> None:
+        if self.commands.stop_worker is not None:
+            self.commands.stop_worker()

@@ -20,7 +20,7 @@ from workerlib.api import Registration
 from workerlib.config import Config
 from workerlib.control.endpoint import API_VERSION, Endpoint, EndpointError, read_endpoint
 from workerlib.errors import ConfigError, WorkerError
-from workerlib.logs import UI_RING_SIZE, LogLine
+from workerlib.logs import UI_RING_SIZE, LogLine, get_logger
 from workerlib.paths import Paths
 from workerlib.runtime.link import Link
 from workerlib.runtime.state import (
@@ -32,6 +32,7 @@ from workerlib.runtime.state import (
     UpdateInfo,
 )
 
+log = get_logger("control")
 MAX_REPLY = 16 * 1024 * 1024
 QUICK_SECS = 10.0
 """A command the worker answers at once (pause, config, quit)."""
@@ -351,9 +352,9 @@ class RemoteWorker:
         while True:
             try:
                 await self._follow()
-                self._lost("the background worker stopped")
+                self._lost("")  # it said goodbye: it stopped
             except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
-                self._lost(f"lost the background worker ({type(exc).__name__})")
+                self._lost(f"the connection broke: {type(exc).__name__}")
             await self._wait_for_worker()
 
     async def _follow(self) -> None:
@@ -369,6 +370,7 @@ class RemoteWorker:
                 session.get(url, headers=self.client.headers()) as response:
             if response.status != 200:
                 raise ValueError(f"the event stream answered {response.status}")
+            log.info("following the background worker's events (pid %s)", endpoint.pid)
             buffer = b""
             async for chunk in response.content.iter_any():
                 buffer += chunk
