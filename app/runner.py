@@ -58,6 +58,30 @@ def keep_login_entry(service: WorkerHandle) -> Callable[[], None]:
     return service.subscribe(on_event)
 
 
+def quit_on_signals(app: StudioWorkerApp) -> Callable[[], None]:
+    """SIGINT and SIGTERM quit the app as the tray's Quit does; returns the undo."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, app.request_quit, f"{sig.name} received")
+            installed.append(sig)
+
+    def remove() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+def notify_jobs(app: StudioWorkerApp, worker: WorkerHandle, notifier: Notifier | None,
+                ) -> tuple[NotificationSender, JobNotifications]:
+    sender = NotificationSender(notifier or PlyerNotifier())
+    notifications = JobNotifications(worker, sender)
+    app.notifications = notifications
+    return sender, notifications
+
+
 async def run_window(
     service: WorkerService,
     *,
@@ -79,15 +103,8 @@ async def run_window(
     app = StudioWorkerApp(service, start_minimised=start_minimised, tray_factory=tray_factory)
     if on_app is not None:
         on_app(app)
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, app.request_quit, f"{sig.name} received")
-            installed.append(sig)
-    sender = NotificationSender(notifier or PlyerNotifier())
-    notifications = JobNotifications(service, sender)
-    app.notifications = notifications
+    remove_signals = quit_on_signals(app)
+    sender, notifications = notify_jobs(app, service, notifier)
     unsubscribe_login: Callable[[], None] | None = None
     server: ControlServer | None = None
     try:
@@ -115,8 +132,7 @@ async def run_window(
                 drain_secs = DEFAULT_DRAIN_SECS
         # The signal handlers stay during the drain: another Ctrl-C must not cut it short.
         await service.close(drain_secs)
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        remove_signals()
         if unsubscribe_login is not None:
             unsubscribe_login()
         await asyncio.to_thread(sender.wait_idle, NOTIFY_FLUSH_SECS)
@@ -155,15 +171,8 @@ async def run_attached(
                           background=background_for(remote))
     if on_app is not None:
         on_app(app)
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, app.request_quit, f"{sig.name} received")
-            installed.append(sig)
-    sender = NotificationSender(notifier or PlyerNotifier())
-    notifications = JobNotifications(remote, sender)
-    app.notifications = notifications
+    remove_signals = quit_on_signals(app)
+    sender, notifications = notify_jobs(app, remote, notifier)
     follower = asyncio.create_task(remote.run(), name="control-events")
     unsubscribe_login = keep_login_entry(remote)
     log.info("attached to the background worker (pid %s, studio-worker %s)",
@@ -175,8 +184,7 @@ async def run_attached(
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        remove_signals()
         unsubscribe_login()
         await asyncio.to_thread(sender.wait_idle, NOTIFY_FLUSH_SECS)
         notifications.stop()

@@ -17,11 +17,13 @@ import pytest
 
 from tests.conftest import BOOTSTRAP
 from tests.gui.pilot import Pilot, fake_tray
+from tests.gui.test_app_desktop import desktop, ui_command, ui_env
 from workerlib.config import ConfigStore
 from workerlib.control.client import ControlClient, RemoteWorker
 from workerlib.paths import Paths, resolve_paths
 
 pytestmark = pytest.mark.gui
+__all__ = ["desktop"]  # the X desktop fixture, shared with the desktop tests
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = {"kind": "image", "prompt": "attached", "width": 32, "height": 32}
@@ -188,25 +190,9 @@ async def test_the_windows_own_worker_serves_the_cli(make_service: Any, start_gu
 
 
 # -- as a user sees it: processes on an X desktop ------------------------------------------------
-@pytest.fixture
-def desktop(tmp_path: Path) -> Any:
-    from tests.gui import xdesktop
-
-    reason = xdesktop.missing()
-    if reason is not None:
-        pytest.skip(reason)
-    desk = xdesktop.XDesktop(tmp_path / "desktop")
-    try:
-        yield desk
-    finally:
-        desk.close()
-
-
 async def test_ui_attaches_to_the_service_on_a_real_desktop(
     studio: Any, tmp_path: Path, desktop: Any
 ) -> None:
-    from tests.gui.test_app_desktop import ui_command, ui_env
-
     desk = desktop
     config = write_config(tmp_path, studio)
     paths = resolve_paths(config)
