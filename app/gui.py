@@ -95,6 +95,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
             open_window=self._from_tray(self.bring_to_front),
             toggle_pause=self._from_tray(self.toggle_pause),
             quit=self._from_tray(lambda: self.request_quit("Quit in the tray menu")),
+            snooze=lambda choice: self._from_tray(lambda: self.snooze(choice))(),
             stop_worker=self._from_tray(self.stop_background_worker)
             if background is not None else None,
         ))
@@ -257,6 +258,15 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         if self.background is not None and self.service.link().connected:
             log.info("stopping the background worker (pid %s)", self.service.link().pid)
             self.run_task(self.background.stop())
+
+    def snooze(self, choice: str) -> None:
+        """The tray's Snooze menu: ``1h``, ``4h``, ``tomorrow`` or ``resume``."""
+        screen = self.screens["status"]
+        assert isinstance(screen, StatusScreen)
+        if choice == "resume":
+            screen.resume_now()
+        else:
+            screen.snooze(choice)
 
     # -- tabs -------------------------------------------------------------------------------
     def switch_tab(self, name: str) -> None:

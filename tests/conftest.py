@@ -55,7 +55,7 @@ async def make_service(
 
     async def factory(
         *, register: bool = True, engine: Any = None, name: str = "w", vram: float = 16.0,
-        **config: Any,
+        policy_probes: Any = None, **config: Any,
     ) -> WorkerService:
         root = tmp_path / name
         paths = Paths(config_file=root / "config.toml", log_dir=root / "logs",
@@ -76,6 +76,7 @@ async def make_service(
             engine_factory=(lambda _c: engine) if engine is not None else (
                 lambda c: SyntheticEngine() if c.engine == "synthetic" else _factory(c)),
             vram_probe=lambda: vram,
+            policy_probes=policy_probes,
         )
         services.append(service)
         await service.open()

@@ -29,6 +29,8 @@ from workerlib.control.server import ControlServer, Host
 from workerlib.errors import ConfigError, StudioAuthError, StudioError, WorkerError
 from workerlib.instance import InstanceLock, describe_holder
 from workerlib.paths import Paths, resolve_paths
+from workerlib.policy.hold import clock_text
+from workerlib.policy.snooze import SnoozeStore, parse_duration, tomorrow_morning
 from workerlib.runtime.state import StatusSnapshot
 from workerlib.service import WorkerService
 
@@ -79,9 +81,15 @@ def console_handler() -> logging.Handler:
     return handler
 
 
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    sig for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+    if sig is not None)
+"""Each one stops the worker the same way (SIGHUP: the terminal or session went away)."""
+
+
 def install_signal_handlers(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop)
 
@@ -276,15 +284,22 @@ def cmd_status(paths: Paths) -> int:
     print(f"studio:     {config.api_base_url}")
     print(f"worker id:  {config.worker_id or '(not registered)'}")
     print(f"claiming:   {'enabled' if config.auto_enabled else 'paused'}")
+    snoozed = SnoozeStore(paths.snooze_file).active_until(time.time())
     print(f"engine:     {config.engine}")
     print(f"threshold:  {config.vram_threshold_gb:g} GiB")
     if live is None:
+        if snoozed is not None:
+            print(f"snooze:     Snoozed until {clock_text(snoozed, time.time())}")
         print("worker:     not running")
         return EXIT_OK
     how = "live, through its control API" if client is not None else "from its status file"
     state = live.label if live.running else "loops stopped"
     print(f"worker:     running (pid {live.pid}, {how}) — {state}")
     print(f"version:    {live.version}")
+    if live.hold is not None:
+        print(f"holding:    {live.hold.text}")
+    for gpu in live.gpus:
+        print(f"gpu:        {gpu.describe()}")
     print(f"vram:       {live.vram_total_gb:g} GiB detected")
     hb = live.last_heartbeat
     if hb:
@@ -308,6 +323,61 @@ def cmd_status(paths: Paths) -> int:
 
 def cmd_update(paths: Paths, changes: dict[str, Any], message: str) -> int:
     print(f"{message} ({apply_changes(paths, changes)})")
+    return EXIT_OK
+
+
+def cmd_pause(paths: Paths, duration: str | None, until_tomorrow: bool) -> int:
+    """``pause``: until ``resume``; ``--for 2h`` / ``--until-tomorrow``: a snooze that lifts
+    by itself (kept in the state folder). A running worker applies it at once."""
+    now = time.time()
+    if not duration and not until_tomorrow:
+        return cmd_update(paths, {"auto_enabled": False},
+                          "claiming paused until `studio-worker resume` (heartbeats go on)")
+    try:
+        until = tomorrow_morning(now) if until_tomorrow else now + parse_duration(duration or "")
+    except ValueError as exc:
+        report(f"--for: {exc}")
+        return EXIT_USAGE
+    client = control_client(paths)
+    try:
+        if client is None:
+            raise WorkerGone()
+        client.snooze(until=until)
+    except WorkerGone:
+        SnoozeStore(paths.snooze_file).snooze_until(until)
+    print(f"Snoozed until {clock_text(until, now)}: a running job finishes, no new one starts "
+          "(`studio-worker resume` ends it)")
+    return EXIT_OK
+
+
+def cmd_resume(paths: Paths) -> int:
+    """End a snooze and a pause; the other rules (schedule, games, ...) still apply."""
+    client = control_client(paths)
+    try:
+        if client is None:
+            raise WorkerGone()
+        client.resume()
+    except WorkerGone:
+        SnoozeStore(paths.snooze_file).clear()
+        if not _load(paths).auto_enabled:
+            ConfigStore(paths.config_file).update({"auto_enabled": True})
+    print("claiming resumed")
+    return EXIT_OK
+
+
+def cmd_stats(paths: Paths, as_json: bool) -> int:
+    from workerlib.stats import StatsStore, summarise, text_report
+
+    now = time.time()
+    if paths.stats_file.exists():
+        store = StatsStore(paths.stats_file)
+        try:
+            summary = store.summary(now)
+        finally:
+            store.close()
+    else:
+        summary = summarise([], now)
+    print(summary.model_dump_json(indent=2) if as_json else text_report(summary))
     return EXIT_OK
 
 
@@ -439,6 +509,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show the settings and, when running, the live state")
     sub.add_parser("enable", help="resume claiming jobs (a running worker picks it up)")
     sub.add_parser("disable", help="pause claiming jobs (heartbeats go on)")
+    pause = sub.add_parser("pause", help="pause claiming: until `resume`, or for a while "
+                                         "(a running job finishes)")
+    when = pause.add_mutually_exclusive_group()
+    when.add_argument("--for", dest="duration", metavar="DURATION",
+                      help="snooze for a while, like 2h, 90m or 1h30m; survives a restart")
+    when.add_argument("--until-tomorrow", action="store_true",
+                      help="snooze until 08:00 tomorrow")
+    sub.add_parser("resume", help="end a pause or snooze")
+    stats = sub.add_parser("stats", help="the jobs this PC did (24 hours, 7 days)")
+    stats.add_argument("--json", action="store_true", help="print JSON")
     thr = sub.add_parser("set-threshold", help="largest job to accept, in GiB of VRAM")
     thr.add_argument("gb", type=float, metavar="GIB")
     cfg = sub.add_parser("config", help="print the config file's path and settings")
@@ -498,6 +578,12 @@ def main(argv: Sequence[str] | None = None, faces: Faces | None = None) -> int:
         if command == "disable":
             return cmd_update(paths, {"auto_enabled": False},
                               "claiming paused (heartbeats go on)")
+        if command == "pause":
+            return cmd_pause(paths, args.duration, args.until_tomorrow)
+        if command == "resume":
+            return cmd_resume(paths)
+        if command == "stats":
+            return cmd_stats(paths, args.json)
         if command == "set-threshold":
             return cmd_update(paths, {"vram_threshold_gb": args.gb},
                               f"VRAM threshold set to {args.gb:g} GiB")

@@ -40,17 +40,22 @@ from workerlib.engines.settings import (
     SyntheticSettings,
 )
 from workerlib.errors import ConfigError
+from workerlib.policy.schedule import validate_schedule
+from workerlib.urls import is_loopback_url
 
 SECRET_KEYS: frozenset[str] = frozenset({"auth_token", "bootstrap_token"})
 GROUPS: tuple[str, ...] = (
     "Connection",
     "Worker",
+    "Politeness",
     "Engine",
     "Auto-update",
     "Models",
     "Notifications",
     "Background mode",
 )
+MAX_PROGRAMS = 100
+MAX_PROGRAM_CHARS = 200
 DEFAULT_FEED = "https://api.github.com/repos/minis-gg/studio-worker/releases"
 
 
@@ -107,6 +112,35 @@ class Config(BaseModel):
     shutdown_drain_secs: float = _field(
         5.0, "On quit, how long a running job may take to finish before it is handed back.",
         "Worker", ge=0, le=3600,
+    )
+    only_when_idle: bool = _field(
+        False, "Claim only while you are away: no keyboard or mouse input for idle_minutes "
+        "(X11, Windows, macOS; where it cannot tell, e.g. Wayland, it does not claim).",
+        "Politeness",
+    )
+    idle_minutes: float = _field(
+        5.0, "Minutes without keyboard or mouse input before you count as away "
+        "(only_when_idle).", "Politeness", ge=0.5, le=1440,
+    )
+    pause_while_running: list[str] = _field(
+        [], "Do not claim while one of these programs runs: names or globs, like "
+        "eldenring.exe or *.exe (checked every few seconds).", "Politeness",
+    )
+    pause_while_fullscreen: bool = _field(
+        False, "Do not claim while a full-screen app is in front (X11 and Windows).",
+        "Politeness",
+    )
+    schedule: list[str] = _field(
+        [], "Weekly windows when the worker may claim, local time, like "
+        "\"mon-fri 18:00-08:00\" or \"sat-sun all\"; empty: any time.", "Politeness",
+    )
+    max_gpu_temp_c: float = _field(
+        0.0, "Do not claim while a GPU is hotter than this (°C; resumes 5 °C below); "
+        "0: no limit.", "Politeness", ge=0, le=150,
+    )
+    max_gpu_power_w: float = _field(
+        0.0, "Do not claim while a GPU draws more than this (W; resumes 10% below); "
+        "0: no limit.", "Politeness", ge=0, le=5000,
     )
     engine: str = _field(
         "synthetic",
@@ -181,7 +215,8 @@ class Config(BaseModel):
             raise ValueError("must start with http:// or https:// followed by a host")
         return value
 
-    @field_validator("vram_threshold_gb", "heartbeat_interval_secs", "claim_interval_secs")
+    @field_validator("vram_threshold_gb", "heartbeat_interval_secs", "claim_interval_secs",
+                     "idle_minutes", "max_gpu_temp_c", "max_gpu_power_w")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
@@ -195,11 +230,26 @@ class Config(BaseModel):
             raise ValueError("entries must not be empty")
         return value
 
+    @field_validator("pause_while_running")
+    @classmethod
+    def _program_names(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_PROGRAMS:
+            raise ValueError(f"at most {MAX_PROGRAMS} programs")
+        for item in value:
+            if not item.strip() or len(item) > MAX_PROGRAM_CHARS:
+                raise ValueError(f"{item[:40]!r}: each entry is a program name or glob of "
+                                 f"1 to {MAX_PROGRAM_CHARS} characters")
+        return [item.strip() for item in value]
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: list[str]) -> list[str]:
+        return validate_schedule(value)
+
     @model_validator(mode="after")
     def _https_unless_loopback(self) -> Config:
         parts = urlsplit(self.api_base_url)
-        host = (parts.hostname or "").lower()
-        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        loopback = is_loopback_url(self.api_base_url)
         if parts.scheme == "http" and not loopback and not self.allow_insecure_http:
             raise PydanticCustomError(
                 "insecure_url",

@@ -323,6 +323,15 @@ async def test_commands_and_errors_are_data(served: Any) -> None:
         await asyncio.to_thread(client.request, "POST", "pause", {"paused": "yes"})
     with pytest.raises(ControlError, match="drain_secs"):
         await asyncio.to_thread(client.quit, -1)
+    # Snooze and resume (the tray's and the CLI's) are the worker's own at once.
+    hold = await asyncio.to_thread(lambda: client.snooze(preset="1h"))
+    assert hold is not None and hold.text.startswith("Snoozed until")
+    assert service.status().hold is not None
+    with pytest.raises(ControlError, match="preset"):
+        await asyncio.to_thread(lambda: client.snooze(preset="forever"))
+    assert await asyncio.to_thread(client.resume) is None
+    assert service.status().hold is None
+    assert (await asyncio.to_thread(client.stats)).day.completed == 0
     await asyncio.to_thread(client.set_paused, True)
     assert service.config.auto_enabled is False
     await asyncio.to_thread(client.quit, 2.5)

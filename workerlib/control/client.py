@@ -22,6 +22,7 @@ from workerlib.control.endpoint import API_VERSION, Endpoint, EndpointError, rea
 from workerlib.errors import ConfigError, WorkerError
 from workerlib.logs import UI_RING_SIZE, LogLine, get_logger
 from workerlib.paths import Paths
+from workerlib.policy.hold import Hold
 from workerlib.runtime.link import Link
 from workerlib.runtime.state import (
     RECENT_JOBS,
@@ -31,6 +32,7 @@ from workerlib.runtime.state import (
     StatusSnapshot,
     UpdateInfo,
 )
+from workerlib.stats import StatsSummary
 
 log = get_logger("control")
 MAX_REPLY = 16 * 1024 * 1024
@@ -172,11 +174,25 @@ class ControlClient:
         return Config.model_validate(self.request("POST", "config", {"changes": changes})
                                      ["config"])
 
+    def snooze(self, *, preset: str | None = None, until: float | None = None) -> Hold | None:
+        return _hold(self.request("POST", "snooze", {"preset": preset, "until": until}))
+
+    def resume(self) -> Hold | None:
+        return _hold(self.request("POST", "resume"))
+
+    def stats(self) -> StatsSummary:
+        return StatsSummary.model_validate(self.request("GET", "stats"))
+
     def quit(self, drain_secs: float | None = None) -> None:
         self.request("POST", "quit", {"drain_secs": drain_secs})
 
     def restart(self) -> None:
         self.request("POST", "restart")
+
+
+def _hold(reply: dict[str, Any]) -> Hold | None:
+    data = reply.get("hold")
+    return None if data is None else Hold.model_validate(data)
 
 
 def find_client(paths: Paths) -> ControlClient | None:
@@ -269,6 +285,16 @@ class RemoteWorker:
 
     def set_paused(self, paused: bool) -> None:
         self.client.set_paused(paused)
+
+    def snooze_preset(self, preset: str) -> Hold | None:
+        return self.client.snooze(preset=preset)
+
+    def resume(self) -> Hold | None:
+        return self.client.resume()
+
+    def stats_summary(self, now: float | None = None) -> StatsSummary:
+        # Asked of the worker (its store) when the Stats tab draws; a local socket is quick.
+        return self.client.stats()
 
     async def start(self) -> object:
         return await asyncio.to_thread(self.client.request, "POST", "start")

@@ -14,8 +14,10 @@ from workerlib.api import Registration
 from workerlib.config import Config
 from workerlib.logs import LogLine
 from workerlib.paths import Paths
+from workerlib.policy.hold import Hold
 from workerlib.runtime.link import Link
 from workerlib.runtime.state import FinishedJob, Listener, StatusSnapshot, UpdateInfo
+from workerlib.stats import StatsSummary
 
 
 class WorkerHandle(Protocol):
@@ -32,6 +34,8 @@ class WorkerHandle(Protocol):
 
     def log_lines(self) -> list[LogLine]: ...
 
+    def stats_summary(self, now: float | None = None) -> StatsSummary: ...
+
     def link(self) -> Link: ...
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -42,6 +46,12 @@ class WorkerHandle(Protocol):
         """Validate and write ``changes`` (raises ConfigError naming the key)."""
 
     def set_paused(self, paused: bool) -> None: ...
+
+    def snooze_preset(self, preset: str) -> Hold | None:
+        """``1h``, ``4h`` or ``tomorrow``: no new job until then."""
+
+    def resume(self) -> Hold | None:
+        """End a snooze and a pause; returns a rule that still holds, if any."""
 
     async def start(self) -> object: ...
 

@@ -6,7 +6,10 @@ local endpoint (see ``endpoint``), version 1 under ``/v1``.
                             versioned, so any client can tell whether it may talk
     GET  /v1/snapshot       status, recent jobs, log tail, config
     GET  /v1/events         newline-delimited JSON: a snapshot, then one line per change
+    GET  /v1/stats          jobs per hour and per day, by kind and model
     POST /v1/pause          {"paused": bool}
+    POST /v1/snooze         {"preset": "1h" | "4h" | "tomorrow"} or {"until": epoch secs}
+    POST /v1/resume         end a snooze and a pause
     POST /v1/config         {"changes": {...}}: validated and written like the Config tab
     POST /v1/register       {"bootstrap_token": str, "api_base_url": str | null}
     POST /v1/start          start the loops
@@ -129,8 +132,10 @@ class ControlServer:
         app.router.add_get("/hello", self._hello)
         app.router.add_get(f"{v}/snapshot", self._snapshot)
         app.router.add_get(f"{v}/events", self._events)
+        app.router.add_get(f"{v}/stats", self._stats)
         routes: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
-            "pause": self._pause, "config": self._config, "register": self._register,
+            "pause": self._pause, "snooze": self._snooze, "resume": self._resume,
+            "config": self._config, "register": self._register,
             "start": self._start, "restart-loops": self._restart_loops,
             "check-update": self._check_update, "apply-update": self._apply_update,
             "quit": self._quit, "restart": self._restart,
@@ -199,6 +204,10 @@ class ControlServer:
     async def _snapshot(self, _request: web.Request) -> web.Response:
         return web.json_response(snapshot_body(self.service))
 
+    async def _stats(self, _request: web.Request) -> web.Response:
+        summary = await asyncio.to_thread(self.service.stats_summary)
+        return web.json_response(summary.model_dump(mode="json"))
+
     async def _events(self, request: web.Request) -> web.StreamResponse:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
@@ -264,6 +273,21 @@ class ControlServer:
             raise ValueError("paused must be true or false")
         self.service.set_paused(paused)
         return {"paused": paused}
+
+    async def _snooze(self, body: dict[str, Any]) -> dict[str, Any]:
+        preset, until = body.get("preset"), body.get("until")
+        if preset in ("1h", "4h", "tomorrow"):
+            hold = self.service.snooze_preset(preset)
+        elif isinstance(until, int | float) and not isinstance(until, bool) \
+                and math.isfinite(until) and until > 0:
+            hold = self.service.snooze(until=float(until))
+        else:
+            raise ValueError("snooze needs a preset (1h, 4h, tomorrow) or an until time")
+        return {"hold": hold.model_dump(mode="json") if hold else None}
+
+    async def _resume(self, _body: dict[str, Any]) -> dict[str, Any]:
+        hold = self.service.resume()
+        return {"hold": hold.model_dump(mode="json") if hold else None}
 
     async def _config(self, body: dict[str, Any]) -> dict[str, Any]:
         changes = body.get("changes")

@@ -34,6 +34,9 @@ CAPABILITY_KEYS: tuple[str, ...] = (
     "taskKinds",
     "supportedModelsPerKind",
 )
+OPTIONAL_CAPABILITY_KEYS: tuple[str, ...] = ("onlyWhenIdle", "userPresence")
+"""Newer workers add these after the v1 keys, in this order (STUDIO_API_V2.md §3)."""
+USER_PRESENCE: frozenset[str] = frozenset({"idle", "active"})
 LOG_LEVELS: frozenset[str] = frozenset({"info", "warn", "error"})
 LOG_TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _LOG_REQUIRED: tuple[str, ...] = ("ts", "level", "category", "message")
@@ -128,9 +131,15 @@ def validate_capabilities(caps: Any) -> dict[str, Any]:
     where = "capabilities"
     if not isinstance(caps, dict):
         raise bad(f"{where} must be an object, got {_type(caps)}")
-    check_keys(caps, CAPABILITY_KEYS, (), where)
-    if tuple(caps) != CAPABILITY_KEYS:
-        raise bad(f"{where}: keys out of order: got {list(caps)}, expected {list(CAPABILITY_KEYS)}")
+    check_keys(caps, CAPABILITY_KEYS, OPTIONAL_CAPABILITY_KEYS, where)
+    expected = CAPABILITY_KEYS + tuple(k for k in OPTIONAL_CAPABILITY_KEYS if k in caps)
+    if tuple(caps) != expected:
+        raise bad(f"{where}: keys out of order: got {list(caps)}, expected {list(expected)}")
+    if "onlyWhenIdle" in caps and not isinstance(caps["onlyWhenIdle"], bool):
+        raise bad(f"{where}: 'onlyWhenIdle' must be a boolean, got {caps['onlyWhenIdle']!r}")
+    if "userPresence" in caps and caps["userPresence"] not in USER_PRESENCE:
+        raise bad(f"{where}: 'userPresence' must be one of {sorted(USER_PRESENCE)} (or left "
+                  f"out when unknown), got {caps['userPresence']!r}")
     for key in ("machineName", "username", "agentVersion", "engine"):
         require_str(caps, key, where)
     for key in ("vramTotalGb", "vramThresholdGb"):

@@ -7,7 +7,6 @@ set. Failures are logged once on the way down and once on recovery.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -44,13 +43,8 @@ REPORT_ATTEMPTS = 3
 RETRY_BASE_SECS = 1.0
 """First delay between upload / fail-report attempts; doubles each time."""
 SHUTDOWN_REASON = "worker shutting down"
-
-
-def _transient(exc: StudioError) -> bool:
-    """Worth retrying: the studio was unreachable, busy or broken, not refusing."""
-    if isinstance(exc, StudioHTTPError):
-        return exc.status >= 500 or exc.status in (408, 425, 429)
-    return True
+SHUTDOWN_GRACE_SECS = 3.0
+"""After the drain: how long the job's fail report and the last logs may take."""
 
 
 class WorkerLoops:
@@ -69,13 +63,14 @@ class WorkerLoops:
         self.job_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._hb_failures = 0
+        self._hb_unauthorised = False
         self._claim_errors = 0
         self._advertised_models: dict[str, list[str]] | None = None
         self._claim_backoff = Backoff()
         self._ship_backoff = Backoff()
         self._register_backoff = Backoff()
         self._register_refused = False
-        self._last_update_check = 0.0
+        self._last_update_check = -float("inf")
         self._update_ready = False
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -85,7 +80,14 @@ class WorkerLoops:
         self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_fns]
 
     async def stop(self, drain_secs: float) -> None:
-        """Stop claiming, let a running job finish within ``drain_secs``, then stop."""
+        """Stop claiming, let a running job finish within ``drain_secs``, then stop.
+
+        Bounded whatever the network does: after the drain, the job's fail report and
+        the last log batch share SHUTDOWN_GRACE_SECS, then everything is cancelled. A
+        fail that could not be sent stays in the journal (written before sending) and
+        is reported at the next start.
+        """
+        loop = asyncio.get_running_loop()
         self.stop_claiming.set()
         self.wake.set()
         claim_loop = self.claim_task()
@@ -97,17 +99,29 @@ class WorkerLoops:
             if not done:
                 job = self.job_task
                 if job is not None and not job.done():
-                    job.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await job
+                    job.cancel()  # it reports itself failed: journaled, then sent
+                    await asyncio.wait({job}, timeout=SHUTDOWN_GRACE_SECS)
+                    if not job.done():
+                        job.cancel()  # the studio does not answer: the journal keeps it
+                        await asyncio.wait({job}, timeout=SHUTDOWN_GRACE_SECS)
                 claim_loop.cancel()
+        deadline = loop.time() + SHUTDOWN_GRACE_SECS
         self.stop_event.set()
         self.heartbeat_now.set()
         for task in self._tasks:
             if task.get_name() != "_ship_loop":
                 task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.flush_logs()
+        # The ship loop ends after its current batch; a batch the studio sits on is cut.
+        _, pending = await asyncio.wait(self._tasks, timeout=max(0.1, deadline - loop.time()))
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECS)
+        try:
+            await asyncio.wait_for(self.flush_logs(), max(0.1, deadline - loop.time()))
+        except TimeoutError:
+            get_logger("logs").warning("the last %d log entries could not be shipped",
+                                       len(self.svc.ship_queue), extra={"local_only": True})
 
     def claim_task(self) -> asyncio.Task[None]:
         return next(t for t in self._tasks if t.get_name() == "_claim_loop")
@@ -126,11 +140,14 @@ class WorkerLoops:
                 try:
                     await self.svc.client.heartbeat(
                         config.worker_id, config.auth_token, self.svc.capabilities(),
-                        self.svc.state.current_job.job_id if self.svc.state.current_job else None,
+                        self.svc.state.current_job_id,
                     )
                 except StudioError as exc:
                     unauthorised = isinstance(exc, StudioAuthError)
-                    if not self._hb_failures:
+                    # Logged once going down, and again when the kind of failure changes
+                    # (an outage that ends in a 401 must say the token was refused).
+                    if not self._hb_failures or unauthorised != self._hb_unauthorised:
+                        self._hb_unauthorised = unauthorised
                         if unauthorised:
                             log_hb.error("heartbeat refused: not authorised — register again (%s)",
                                          exc)
@@ -142,6 +159,7 @@ class WorkerLoops:
                     if self._hb_failures:
                         log_hb.info("heartbeat ok again after %d failures", self._hb_failures)
                         self._hb_failures = 0
+                        self._hb_unauthorised = False
                         # The studio is back: retry claims and logs now, not after their backoff.
                         self._claim_backoff.reset()
                         self._ship_backoff.reset()
@@ -184,7 +202,23 @@ class WorkerLoops:
         config = self.svc.config
         state = self.svc.state
         return (not config.is_registered() or not config.auto_enabled or state.unauthorised
-                or state.backend_problem is not None or state.cooling_down())
+                or state.backend_problem is not None or state.cooling_down()
+                or self.svc.policy.hold_reason() is not None or self._local_fault())
+
+    def _local_fault(self) -> bool:
+        """The journal cannot be written (a full disk): claim nothing until it can, or
+        every claimed job would be handed straight back and the studio's queue drained."""
+        journal, state = self.svc.journal, self.svc.state
+        if journal.fault is None:
+            return False
+        if journal.retry():
+            log_claim.info("the journal can be written again; claiming resumes")
+            state.set_error(None)
+            return False
+        if state.last_error != journal.fault:
+            log_claim.error("not claiming: %s", journal.fault)
+            state.set_error(journal.fault)
+        return True
 
     async def _claim_loop(self) -> None:
         await self.svc.check_backend()
@@ -267,7 +301,20 @@ class WorkerLoops:
         prompt = task_prompt(task)
         job_id = claim.job_id
         extra = {"job_id": job_id}
-        svc.journal.begin(job_id)
+        threshold = svc.config.vram_threshold_gb
+        if claim.vram_gb_estimate > threshold:
+            reason = (f"cannot serve: the job needs {claim.vram_gb_estimate:g} GB of VRAM, this "
+                      f"worker accepts up to {threshold:g} GB")
+            log_claim.error("job %s refused: %s", job_id, reason, extra=extra)
+            await svc.report_fail(job_id, reason, retryable=False)
+            return
+        if not svc.journal.begin(job_id):
+            # A local fault, not the job's: hand it back (not counted as a failure) and
+            # stop claiming until the journal can be written (_local_fault).
+            log_claim.error("job %s handed back: %s", job_id, svc.journal.fault, extra=extra)
+            await svc.report_fail(job_id, f"worker cannot run it: {svc.journal.fault}",
+                                  retryable=True)
+            return
         svc.state.job_started(job_id, task.kind, claim.model, prompt)
         svc.publish_status_file()
         log_claim.info("claimed job %s (%s · %s, %.1f GiB)", job_id, task.kind, claim.model,
@@ -334,7 +381,7 @@ class WorkerLoops:
                                                    prompt, result.value)
             except StudioError as exc:
                 last = exc
-                if not _transient(exc):
+                if not exc.transient:
                     break
                 log_done.warning("upload of job %s failed (attempt %d/%d): %s", job_id, attempt,
                                  UPLOAD_ATTEMPTS, exc, extra=extra)
@@ -411,9 +458,9 @@ class WorkerLoops:
     async def _update_loop(self) -> None:
         while not self.stop_event.is_set():
             config = self.svc.config
-            due = time.time() - self._last_update_check >= config.auto_update_interval_secs
+            due = time.monotonic() - self._last_update_check >= config.auto_update_interval_secs
             if config.auto_update_enabled and due:
-                self._last_update_check = time.time()
+                self._last_update_check = time.monotonic()
                 info = await self.svc.check_update()
                 level = logging.WARNING if info.error else logging.INFO
                 log_update.log(level, "%s", info.describe())
