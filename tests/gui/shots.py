@@ -122,7 +122,7 @@ async def scenario(out: Path, mode: str) -> dict[str, Any]:
     paths = demo_paths(home)
     ConfigStore(paths.config_file).update({
         "api_base_url": studio.url, "bootstrap_token": TOKEN, "heartbeat_interval_secs": 1.0,
-        "claim_interval_secs": 0.3, "auto_update_enabled": False,
+        "claim_interval_secs": 0.3, "auto_update_enabled": False, "protocol": "v1",
         "auto_update_feed": feed_url, "vram_threshold_gb": 16.0,
     })
     seed_history(paths, time.time())
