@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from workerlib.atomic import write_atomic
 from workerlib.engines.settings import (
     A1111Settings,
     ComfyUISettings,
@@ -631,29 +631,7 @@ class ConfigStore:
         return self.update(changes)
 
     def _write(self, doc: tomlkit.TOMLDocument) -> None:
-        data = tomlkit.dumps(doc).encode("utf-8")
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        try:
-            if os.name == "posix":
-                os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        if os.name == "posix":
-            with contextlib.suppress(OSError):
-                dir_fd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+        write_atomic(self.path, tomlkit.dumps(doc).encode("utf-8"))
 
     def ensure_private(self) -> bool:
         """Make the file owner-only on POSIX. Returns True when it had to be fixed."""
