@@ -18,6 +18,7 @@ from workerlib.demo import (
     describe,
     prepare,
     run_headless_demo,
+    show_a_rule_holding,
 )
 from workerlib.engines.synthetic import SyntheticEngine
 from workerlib.runtime.state import Event
@@ -79,6 +80,7 @@ async def gui_demo(jobs: int, print_fn: Callable[[str], None] = print,
         try:
             await service.open()
             approve_when_asked(service, studio, print_fn)
+            show_a_rule_holding(service, print_fn)  # the window shows it in its badge
             await run_window(service, on_app=on_app)
         finally:
             guard.cancel()

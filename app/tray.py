@@ -25,6 +25,7 @@ Variant = Literal["idle", "busy", "disconnected"]
 TITLE = "Studio Worker"
 OPEN_LABEL = "Open Window"
 QUIT_LABEL = "Quit"
+STOP_WORKER_LABEL = "Stop background worker"
 SNOOZE_LABEL = "Snooze"
 SNOOZE_CHOICES: tuple[tuple[str, str], ...] = (
     ("1h", "For 1 hour"), ("4h", "For 4 hours"), ("tomorrow", "Until tomorrow"),
@@ -167,6 +168,8 @@ class TrayCommands:
     open_window: Callable[[], None]
     toggle_pause: Callable[[], None]
     quit: Callable[[], None]
+    stop_worker: Callable[[], None] | None = None
+    """Only for a window attached to a background worker (Quit closes just the window)."""
     snooze: Callable[[str], None] = lambda _choice: None
     """``1h``, ``4h``, ``tomorrow`` or ``resume`` (SNOOZE_CHOICES)."""
 
@@ -331,6 +334,8 @@ class PystrayTray:
                 pystray.MenuItem(SNOOZE_LABEL, pystray.Menu(*(
                     pystray.MenuItem(label, self._on_snooze(choice))
                     for choice, label in SNOOZE_CHOICES))),
+                pystray.MenuItem(STOP_WORKER_LABEL, self._on_stop_worker,
+                                 visible=self.commands.stop_worker is not None),
                 pystray.MenuItem(QUIT_LABEL, self._on_quit),
             )
             # The title (tooltip) is set once the icon is up: some backends apply only changes.
@@ -402,3 +407,7 @@ class PystrayTray:
 
     def _on_quit(self, _icon: Any, _item: Any) -> None:
         self.commands.quit()
+
+    def _on_stop_worker(self, _icon: Any, _item: Any) -> None:
+        if self.commands.stop_worker is not None:
+            self.commands.stop_worker()

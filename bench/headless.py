@@ -323,7 +323,7 @@ async def _first_heartbeat(runs: int) -> tuple[Stat, Stat]:
 
 
 def startup(runs: int = 5) -> list[Row]:
-    version = _time_cmd([PY, "-m", "workerlib", "--version"], runs)
+    version = _time_cmd([PY, "-m", "app", "--version"], runs)
     python = _time_cmd([PY, "-c", "pass"], runs)
     ours, bare = asyncio.run(_first_heartbeat(3))
     return [
