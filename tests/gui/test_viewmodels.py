@@ -371,7 +371,7 @@ async def test_about_check_now_goes_through_the_facade(service: WorkerService) -
     vm = AboutViewModel(service)
     await vm.check_update()
     view = vm.view()
-    assert view.update.startswith("Update check failed: feed could not be reached")
+    assert view.update.startswith("Update check failed: the update feed could not be fetched")
     assert not view.checking
 
 
