@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.skipif(not sys.platform.startswith("l
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = {"kind": "image", "prompt": "a stone golem", "width": 64, "height": 64}
-OPEN, PAUSE, QUIT = 0, 1, 2
+OPEN, PAUSE, SNOOZE, QUIT = 0, 1, 2, 3
+ITEMS = 4
+"""Open Window, Pause claiming, Snooze (a submenu), Quit."""
 """The tray menu: Open Window, Pause/Resume claiming, Quit."""
 
 
@@ -119,7 +121,7 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
                     "a green icon")
 
     # Pause claiming: the studio sees no more claims.
-    menu, centres = await desk.menu(3)
+    menu, centres = await desk.menu(ITEMS)
     save_shot(desk, menu, tray)
     await desk.click(*centres[PAUSE])
     await desk.wait(lambda: ConfigStore(config).load().auto_enabled is False, 5, "the pause")
@@ -128,12 +130,12 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
     await asyncio.sleep(1.0)
     assert claims(studio) == before
     # The same item now resumes.
-    await desk.choose(PAUSE)
+    await desk.choose(PAUSE, ITEMS)
     await studio.wait_for(lambda: claims(studio) >= before + 2, timeout=5)
     assert ConfigStore(config).load().auto_enabled is True
 
     # Open Window shows the window, drawn.
-    await desk.choose(OPEN)
+    await desk.choose(OPEN, ITEMS)
     await desk.wait(lambda: desk.viewable(window), 5, "the window to open")
     await desk.wait(lambda: len(desk.grab(desk.box(window)).getcolors(1 << 16) or ()) > 50,
                     5, "the window's contents")
@@ -167,7 +169,7 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
     await desk.wait(lambda: colour_share(desk.grab(tray), colours["busy"]) > 0.2, 3,
                     "an amber icon")
     started = time.monotonic()
-    await desk.choose(QUIT)
+    await desk.choose(QUIT, ITEMS)
     assert await asyncio.wait_for(process.wait(), 10) == 0
     assert time.monotonic() - started < 5.0
     assert studio.jobs[job].status == "completed"
