@@ -9,6 +9,7 @@ running worker never tear the file.
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
 import re
@@ -27,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,10 +42,14 @@ from workerlib.engines.settings import (
     SyntheticSettings,
 )
 from workerlib.errors import ConfigError
+from workerlib.files import FileTooLarge, read_bounded
 from workerlib.policy.schedule import validate_schedule
 from workerlib.urls import is_loopback_url
+from workerlib.wire import check_token
 
 SECRET_KEYS: frozenset[str] = frozenset({"auth_token", "bootstrap_token"})
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file is a few KB; a larger one is refused unread."""
 GROUPS: tuple[str, ...] = (
     "Connection",
     "Worker",
@@ -222,6 +228,12 @@ class Config(BaseModel):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @field_validator("auth_token", "bootstrap_token")
+    @classmethod
+    def _token(cls, value: str, info: ValidationInfo) -> str:
+        # A token goes into an HTTP header: a pasted CR or a space would stop every call.
+        return check_token(value, str(info.field_name)) if value else value
 
     @field_validator("engines", "supported_models_override")
     @classmethod
@@ -425,7 +437,9 @@ class ConfigStore:
     # -- reading ---------------------------------------------------------------
     def _read_text(self) -> str:
         try:
-            raw = self.path.read_bytes()
+            raw = read_bounded(self.path, MAX_CONFIG_BYTES)
+        except FileTooLarge as exc:
+            raise ConfigError(self.path, str(exc)) from None
         except OSError as exc:
             raise ConfigError(self.path, f"cannot be read ({exc.strerror or exc})") from None
         try:
@@ -496,6 +510,7 @@ class ConfigStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._lock:
+                self._clean_stale_temp_files()
                 yield
         except Timeout:
             raise ConfigError(self.path, "is locked by another process; try again") from None
@@ -577,11 +592,32 @@ class ConfigStore:
                 changes[name] = new
         return self.update(changes)
 
+    def _target(self) -> Path:
+        """The file to replace: a symlinked config stays a symlink, its target is written."""
+        return Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
+
+    def _clean_stale_temp_files(self) -> None:
+        """Temp files of a writer killed mid-save. Every writer holds the lock while its
+        temp file exists, so under the lock any that is left is stale."""
+        target = self._target()
+        with contextlib.suppress(OSError):
+            for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
     def _write(self, doc: tomlkit.TOMLDocument) -> None:
+        try:
+            self._write_file(doc)
+        except OSError as exc:
+            raise ConfigError(self.path, f"could not be saved ({exc.strerror or exc}); "
+                              "the file is unchanged") from None
+
+    def _write_file(self, doc: tomlkit.TOMLDocument) -> None:
         data = tomlkit.dumps(doc).encode("utf-8")
-        directory = self.path.parent
+        target = self._target()
+        directory = target.parent
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
         try:
             if os.name == "posix":
                 os.fchmod(fd, 0o600)
@@ -589,7 +625,7 @@ class ConfigStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp_name, self.path)
+            os.replace(tmp_name, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)

@@ -33,7 +33,11 @@ class InstanceLock:
             return False
         info = {"pid": os.getpid(), "mode": self.mode, "started_at": time.time()}
         tmp = self.info_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info), encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info))
         os.replace(tmp, self.info_file)
         return True
 
