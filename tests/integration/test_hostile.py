@@ -249,6 +249,7 @@ async def test_quit_is_bounded_when_complete_fail_and_logs_hang(
                             **{"synthetic.delay_secs": 0.1})
     for endpoint in ("complete", "fail", "logs"):
         hostile(studio).hang(endpoint)
+    hostile(studio).echo_auth("heartbeat", status=502, count=2)  # the console must redact
     job = image_job(studio, "never delivered")
     worker = await _spawn(config, "run")
     try:
@@ -272,6 +273,8 @@ async def test_quit_is_bounded_when_complete_fail_and_logs_hang(
     assert entry["job_id"] == job and entry["error"] == "worker shutting down"
     assert "stopping (signal received)" in text
     assert "Traceback" not in text
+    token = ConfigStore(config).load().auth_token
+    assert token and token not in text and "502" in text
 
 
 # -- 4. a full disk --------------------------------------------------------------------------
