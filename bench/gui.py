@@ -49,7 +49,8 @@ def xvfb() -> Iterator[dict[str, str]]:
 def _config(tmp: Path, url: str) -> Path:
     config = tmp / "config.toml"
     ConfigStore(config).update({"api_base_url": url, "bootstrap_token": TOKEN,
-                                "auto_update_enabled": False, "claim_interval_secs": 0.5})
+                                "auto_update_enabled": False,
+                                "protocol": "v1", "claim_interval_secs": 0.5})
     return config
 
 
@@ -80,7 +81,7 @@ def idle_app(seconds: float = 60.0) -> list[Row]:
         for label, extra, goal_cpu in (("window visible", [], 3.0),
                                        ("hidden to the tray", ["--minimised"], 1.0)):
             config = _config(Path(tmp) / label.replace(" ", "-"), url)
-            proc = subprocess.Popen([PY, "-m", "workerlib", "--config", str(config), "ui",
+            proc = subprocess.Popen([PY, "-m", "app", "--config", str(config), "ui",
                                      *extra], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             try:

@@ -4,7 +4,7 @@ worker (or Kivy) is imported, and ``--headless`` never imports Kivy."""
 
 import sys
 
-from workerlib.entry import main
+from app.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

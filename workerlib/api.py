@@ -25,10 +25,13 @@ from workerlib.errors import (
     StudioUnreachable,
 )
 from workerlib.wire import (
+    DECISION_ADAPTER,
     MAX_ID_CHARS,
     Capabilities,
     JobClaim,
     LogEntry,
+    RegisterRequestReply,
+    RegistrationDecision,
     check_id,
     check_token,
     content_type_for,
@@ -39,6 +42,9 @@ USER_AGENT = f"studio-worker/{__version__}"
 REQUEST_TIMEOUT_SECS = 60.0
 MAX_CLAIM_BYTES = 4 * 1024 * 1024
 """A claim is a small JSON object; anything larger is refused unread."""
+ONE_BUFFER_UPLOAD_BYTES = 1024 * 1024
+"""A result up to this size is sent as one buffer (one write to the socket, and one
+read for the studio) rather than a write per multipart piece; larger ones stream."""
 MAX_REPLY_BYTES = 256 * 1024
 """Every other reply (register, heartbeat, complete, fail, logs) is tiny or ignored."""
 ERROR_BODY_BYTES = 4096
@@ -87,14 +93,16 @@ class StudioClient:
         self,
         operation: str,
         path: str,
-        token: str,
+        token: str | None,
         *,
         json_body: Any = None,
-        data: aiohttp.FormData | None = None,
+        data: aiohttp.FormData | aiohttp.payload.Payload | None = None,
         timeout: float | None = None,
         read_limit: int | None = None,
+        method: str = "POST",
     ) -> tuple[int, bytes]:
-        """POST without following redirects; every reply read to the end within a bound.
+        """POST (or ``method``) without following redirects; every reply read to the end
+        within a bound; ``token=None`` sends no Authorization header.
 
         A 3xx is an error (StudioHTTPError, transient): a redirected ``complete`` would
         otherwise be re-sent as a GET to a login page and "succeed", or send the result
@@ -103,15 +111,17 @@ class StudioClient:
         """
         if timeout is None:
             timeout = REQUEST_TIMEOUT_SECS
-        headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT,
-                   "Accept-Encoding": ACCEPT_ENCODING}
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         body_kwargs: dict[str, Any] = {}
         if json_body is not None:
             body_kwargs["json"] = json_body
         elif data is not None:
             body_kwargs["data"] = data
         try:
-            async with self._session.post(
+            async with self._session.request(
+                method,
                 self._url(path),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
@@ -201,6 +211,31 @@ class StudioClient:
             ) from None
         return Registration(worker_id=worker_id, auth_token=auth_token)
 
+    async def register_request(
+        self, install_id: str, secret_hash: str, capabilities: Capabilities
+    ) -> str:
+        """v2: ask the studio's operators to approve this PC; returns the request id."""
+        body = {"installId": install_id, "registrationSecretHash": secret_hash,
+                "capabilities": capabilities.to_wire(v2=True), "userAgent": USER_AGENT}
+        _, raw = await self._post("register-request", "/workers/register-request", None,
+                                  json_body=body, read_limit=MAX_REPLY_BYTES)
+        try:
+            return RegisterRequestReply.model_validate(strict_json(raw)).request_id
+        except (ValueError, RecursionError) as exc:
+            raise StudioError("register-request", "register-request failed: the studio's "
+                              f"reply is not a request: {_problem(exc)}") from None
+
+    async def poll_registration(self, request_id: str, secret: str) -> RegistrationDecision:
+        """v2: the studio's decision on a request; ``StudioHTTPError`` 404 = forgotten."""
+        _, raw = await self._post(
+            "register-poll", f"/workers/register-requests/{_seg(request_id)}", secret,
+            method="GET", read_limit=MAX_REPLY_BYTES)
+        try:
+            return DECISION_ADAPTER.validate_python(strict_json(raw))
+        except (ValueError, RecursionError) as exc:
+            raise StudioError("register-poll", "register-poll failed: the studio's reply is "
+                              f"not a decision: {_problem(exc)}") from None
+
     async def heartbeat(
         self, worker_id: str, token: str, capabilities: Capabilities, current_job_id: str | None
     ) -> None:
@@ -240,13 +275,20 @@ class StudioClient:
         form.add_field("prompt", prompt, content_type="text/plain; charset=utf-8")
         form.add_field("ext", ext, content_type="text/plain; charset=utf-8")
         ctype = content_type_for(ext)
+        small = len(data) <= ONE_BUFFER_UPLOAD_BYTES
         form.add_field(
-            "image", StreamedBytes(data, content_type=ctype, filename=f"{job_id}.{ext}"),
+            "image", data if small else
+            StreamedBytes(data, content_type=ctype, filename=f"{job_id}.{ext}"),
             filename=f"{job_id}.{ext}", content_type=ctype,
         )
+        body: aiohttp.FormData | aiohttp.payload.Payload = form
+        if small:
+            writer = form()
+            body = aiohttp.payload.BytesPayload(await writer.as_bytes(),
+                                                content_type=writer.content_type)
         await self._post(
             "complete", f"/workers/{_seg(worker_id)}/jobs/{_seg(job_id)}/complete", token,
-            data=form, timeout=_upload_timeout(len(data)),
+            data=body, timeout=_upload_timeout(len(data)),
         )
 
     async def complete_json(
@@ -434,6 +476,12 @@ def _describe(exc: BaseException) -> str:
         more = exc.error_count() - 3
         return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
     return "payload nested too deeply"
+
+
+def _problem(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError | RecursionError):
+        return _describe(exc)
+    return f"not a JSON object without duplicate keys ({exc})"
 
 
 async def close_quietly(session: aiohttp.ClientSession) -> None:

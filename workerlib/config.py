@@ -13,11 +13,10 @@ import glob
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import tomlkit
@@ -34,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from workerlib.atomic import write_atomic
 from workerlib.engines.settings import (
     A1111Settings,
     ComfyUISettings,
@@ -47,7 +47,9 @@ from workerlib.policy.schedule import validate_schedule
 from workerlib.urls import is_loopback_url
 from workerlib.wire import check_token
 
-SECRET_KEYS: frozenset[str] = frozenset({"auth_token", "bootstrap_token"})
+SECRET_KEYS: frozenset[str] = frozenset(
+    {"auth_token", "bootstrap_token", "install_id", "registration_secret"}
+)
 MAX_CONFIG_BYTES = 1024 * 1024
 """A config file is a few KB; a larger one is refused unread."""
 GROUPS: tuple[str, ...] = (
@@ -63,6 +65,14 @@ GROUPS: tuple[str, ...] = (
 MAX_PROGRAMS = 100
 MAX_PROGRAM_CHARS = 200
 DEFAULT_FEED = "https://api.github.com/repos/minis-gg/studio-worker/releases"
+RUST_FEEDS: frozenset[str] = frozenset({
+    "https://api.github.com/repos/webbertakken/studio-worker/releases",
+    "https://api.github.com/repos/webbertakken/studio-worker/releases/latest",
+})
+"""The Rust worker's own release feeds: its releases are not ours to install."""
+RUST_ONLY_ENGINES: frozenset[str] = frozenset({"llama", "whisper", "image-candle", "video", "tts"})
+"""Engine names only the Rust worker has (see ``rust_engine_message``)."""
+PROTOCOLS: tuple[str, ...] = ("auto", "v1", "v2")
 
 
 def _field(default: Any, description: str, group: str, **kwargs: Any) -> Any:
@@ -94,6 +104,26 @@ class Config(BaseModel):
     auth_token: str = _field(
         "", "This worker's secret token, given by the studio at registration.", "Connection",
         secret=True,
+    )
+    protocol: Literal["auto", "v1", "v2"] = _field(
+        "auto", "Studio protocol: auto (v2 channel when the studio has it, else v1 polling), "
+        "v1 (HTTP polling) or v2 (WebSocket channel). See docs/PROTOCOL.md.", "Connection",
+    )
+    install_id: str = _field(
+        "", "This installation's id for v2 registration requests (created on first use).",
+        "Connection", secret=True,
+    )
+    registration_request_id: str = _field(
+        "", "The pending v2 registration request, as the studio's operators see it (cleared "
+        "once approved). Not a secret: polling it needs registration_secret.", "Connection",
+    )
+    registration_secret: str = _field(
+        "", "Secret proving this PC made the pending v2 registration request.", "Connection",
+        secret=True,
+    )
+    ws_reconnect_attempts: int = _field(
+        0, "v2: give up after this many failed reconnects in a row (0 = never give up).",
+        "Connection", ge=0, le=1_000_000,
     )
     vram_threshold_gb: float = _field(
         12.0, "Largest job (GiB of VRAM) this worker accepts.", "Worker", ge=0, le=4096
@@ -221,6 +251,20 @@ class Config(BaseModel):
             raise ValueError("must start with http:// or https:// followed by a host")
         return value
 
+    @field_validator("auto_update_feed")
+    @classmethod
+    def _our_feed(cls, value: str) -> str:
+        # A config taken over from the Rust worker names the Rust releases: never offer
+        # those as our updates.
+        return DEFAULT_FEED if value.strip().rstrip("/") in RUST_FEEDS else value
+
+    @field_validator("engine")
+    @classmethod
+    def _not_rust_only(cls, value: str) -> str:
+        if value.strip() in RUST_ONLY_ENGINES:
+            raise PydanticCustomError("rust_engine", rust_engine_message(value.strip()))
+        return value
+
     @field_validator("vram_threshold_gb", "heartbeat_interval_secs", "claim_interval_secs",
                      "idle_minutes", "max_gpu_temp_c", "max_gpu_power_w")
     @classmethod
@@ -274,6 +318,13 @@ class Config(BaseModel):
         return bool(self.worker_id and self.auth_token)
 
 
+def rust_engine_message(name: str) -> str:
+    """One line saying what to change when a Rust-worker config names a Rust-only engine."""
+    return (f"engine = \"{name}\" is an engine of the Rust worker that this worker does not "
+            "have; set engine to one of synthetic, gradio, a1111, comfyui, diffusers or multi "
+            "(see the README's engine section)")
+
+
 @dataclass(frozen=True)
 class FieldInfo:
     name: str
@@ -285,6 +336,8 @@ class FieldInfo:
 
 
 def _type_name(annotation: Any) -> str:
+    if getattr(annotation, "__origin__", None) is Literal:
+        return "one of " + ", ".join(str(a) for a in annotation.__args__)
     text = str(annotation)
     if text.startswith("list"):
         return "list of strings"
@@ -607,36 +660,11 @@ class ConfigStore:
 
     def _write(self, doc: tomlkit.TOMLDocument) -> None:
         try:
-            self._write_file(doc)
+            # A symlinked config stays a symlink: its target is what gets replaced.
+            write_atomic(self._target(), tomlkit.dumps(doc).encode("utf-8"))
         except OSError as exc:
             raise ConfigError(self.path, f"could not be saved ({exc.strerror or exc}); "
                               "the file is unchanged") from None
-
-    def _write_file(self, doc: tomlkit.TOMLDocument) -> None:
-        data = tomlkit.dumps(doc).encode("utf-8")
-        target = self._target()
-        directory = target.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-        try:
-            if os.name == "posix":
-                os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        if os.name == "posix":
-            with contextlib.suppress(OSError):
-                dir_fd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
 
     def ensure_private(self) -> bool:
         """Make the file owner-only on POSIX. Returns True when it had to be fixed."""

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from app.viewmodels.errors import describe_error, validation_messages
 from workerlib.config import GROUPS, Config, FieldInfo, field_infos, get_value, table_fields
+from workerlib.control.handle import WorkerHandle
 from workerlib.errors import ConfigError
-from workerlib.service import WorkerService
 
 FieldKind = Literal["bool", "text", "number", "list", "table", "secret"]
 ENGINE_GROUP = "Engine"
@@ -138,7 +138,7 @@ def parse(name: str, text: str) -> Any:
 
 
 class ConfigViewModel:
-    def __init__(self, service: WorkerService) -> None:
+    def __init__(self, service: WorkerHandle) -> None:
         self.service = service
         self.infos = field_infos()
         self.kinds = {info.name: _kind(info) for info in self.infos}

@@ -46,7 +46,7 @@ def desktop(tmp_path: Path) -> Iterator[Any]:
 
 
 def ui_command(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "workerlib", "--config", str(config), "ui", *args]
+    return [sys.executable, "-m", "app", "--config", str(config), "ui", *args]
 
 
 def ui_env(tmp_path: Path, desk: Any) -> dict[str, str]:
@@ -71,6 +71,7 @@ async def test_tray_menu_window_and_quit_on_a_real_desktop(
     config = tmp_path / "config.toml"
     ConfigStore(config).update({
         "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP, "auto_update_enabled": False,
+        "protocol": "v1",
         "heartbeat_interval_secs": 0.5, "claim_interval_secs": 0.2,
         "synthetic": {"delay_secs": 2.0},
     })
@@ -184,6 +185,7 @@ async def test_without_pygobject_a_left_click_on_the_xorg_icon_opens_the_window(
     config = tmp_path / "config.toml"
     ConfigStore(config).update({
         "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP, "auto_update_enabled": False,
+        "protocol": "v1",
         "heartbeat_interval_secs": 0.2, "claim_interval_secs": 0.2,
     })
     env = {**ui_env(tmp_path, desk), "PYSTRAY_BACKEND": "xorg"}

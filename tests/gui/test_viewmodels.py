@@ -413,3 +413,17 @@ async def test_status_explains_why_it_holds_back(service: WorkerService) -> None
     assert cooling.badge_tone == "paused"
     assert cooling.problem.startswith("Several jobs failed in a row: not claiming until ")
     assert cooling.problem.endswith("(2m 05s left)")
+
+
+async def test_snooze_and_resume_from_the_status_tab(service: WorkerService) -> None:
+    from datetime import datetime
+
+    vm = StatusViewModel(service)
+    vm.snooze("4h")
+    assert vm.view().snoozed and service.status().hold is not None
+    assert service.paths.snooze_file.exists()  # state, not config: it survives a restart
+    vm.snooze("tomorrow")
+    until = service.status().hold.until  # type: ignore[union-attr]
+    assert until is not None and datetime.fromtimestamp(until).hour == 8
+    vm.resume_now()
+    assert not vm.view().snoozed and service.status().hold is None

@@ -175,7 +175,7 @@ def test_every_field_has_description_and_group() -> None:
         assert info.group in {"Connection", "Worker", "Politeness", "Engine", "Auto-update",
                               "Models", "Notifications", "Background mode"}
     secrets = {i.name for i in infos if i.secret}
-    assert secrets == {"auth_token", "bootstrap_token"}
+    assert secrets == {"auth_token", "bootstrap_token", "install_id", "registration_secret"}
 
 
 def test_defaults_match_the_contract() -> None:

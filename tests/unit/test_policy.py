@@ -125,6 +125,14 @@ def test_snooze_store_round_trip_and_odd_files(tmp_path: Path) -> None:
 
 
 # -- programs ---------------------------------------------------------------------------------
+def test_names_from_other_programs_are_shown_escaped() -> None:
+    from workerlib.policy import Hold
+
+    hold = Hold(rule="fullscreen", text="Paused: a full-screen app is in front (\x1b]0;pwned\x07)")
+    assert "\x1b" not in hold.text and "\\x1b" in hold.text
+    assert "\x07" not in GpuHealth(index=0, name="GPU\x07").name
+
+
 def test_process_matcher_names_globs_and_exe_suffix() -> None:
     matcher = ProcessMatcher(["EldenRing.exe", "steam_app_*", " "])
     assert matcher.patterns == ["EldenRing.exe", "steam_app_*"]

@@ -40,13 +40,20 @@ from workerlib.wire import (
 
 SYNTHETIC_MODELS: dict[str, tuple[str, ...]] = {
     "image": ("synthetic", "synthetic-image"),
-    "llm": ("synthetic-llm",),
-    "audio_stt": ("synthetic-stt",),
-    "audio_tts": ("synthetic-tts",),
-    "video": ("synthetic-video",),
+    "llm": ("synthetic", "synthetic-llm"),
+    "audio_stt": ("synthetic", "synthetic-stt"),
+    "audio_tts": ("synthetic", "synthetic-tts"),
+    "video": ("synthetic", "synthetic-video"),
 }
+"""What is advertised per kind: the generic id and the kind's own."""
+SYNTHETIC_IDS: frozenset[str] = frozenset(m for ids in SYNTHETIC_MODELS.values() for m in ids)
+"""Every id serves every kind: a v1 studio matches a job's model against the flat list of
+all advertised ids, so each of them must really run for each advertised kind."""
 
 MAX_IMAGE_PIXELS = 4096 * 4096
+INLINE_MAX_PIXELS = 64 * 64
+"""Images up to this size (and JSON results) are made on the event loop itself: they take
+about a millisecond, less than handing them to a thread and back costs."""
 # libwebp refuses larger sides; such images fall back to PNG.
 _WEBP_MAX_SIDE = 16383
 _IMAGE_FORMATS: dict[str, str] = {
@@ -254,8 +261,14 @@ def render_video(task: VideoTask) -> BinaryResult:
     return BinaryResult(data=buf.getvalue(), ext="gif")
 
 
+def _is_small(task: Task) -> bool:
+    if isinstance(task, ImageTask):
+        return task.width * task.height <= INLINE_MAX_PIXELS
+    return isinstance(task, LlmTask | AudioSttTask)
+
+
 class SyntheticEngine:
-    """Serves every kind with ``synthetic*`` models, no GPU and no network needed."""
+    """Serves every kind with any of its ``synthetic*`` ids, no GPU and no network needed."""
 
     def __init__(self, *, delay_secs: float = 0.0) -> None:
         if not math.isfinite(delay_secs) or delay_secs < 0:
@@ -282,7 +295,7 @@ class SyntheticEngine:
         return None
 
     async def generate(self, model: str, task: Task, progress: ProgressCallback) -> EngineResult:
-        if model not in SYNTHETIC_MODELS.get(task.kind, ()):
+        if model not in SYNTHETIC_IDS or task.kind not in SYNTHETIC_MODELS:
             raise CannotServe(self.name, task.kind, model)
         work = self._prepare(model, task)
         pause = self._delay_secs / _PROGRESS_STEPS
@@ -291,7 +304,7 @@ class SyntheticEngine:
             if pause > 0:
                 await asyncio.sleep(pause)
             progress(step / _PROGRESS_STEPS)
-        result = await asyncio.to_thread(work)
+        result = work() if _is_small(task) else await asyncio.to_thread(work)
         if pause > 0:
             await asyncio.sleep(pause)
         progress(1.0)

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from workerlib.policy.hold import Hold
+from workerlib.sanitize import display
 
 log = logging.getLogger("workerlib.gpu")
 RETRY_INIT_SECS = 300.0
@@ -40,6 +41,11 @@ class GpuHealth(BaseModel):
     memory_total_bytes: int | None = None
     power_w: float | None = None
     power_limit_w: float | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, value: str) -> str:
+        return display(value, 120)
 
     def describe(self) -> str:
         parts = [f"GPU {self.index} {self.name}"]

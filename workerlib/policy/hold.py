@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from workerlib.sanitize import display
 
 Rule = Literal["snooze", "schedule", "program", "fullscreen", "idle", "heat", "power"]
 RULE_ORDER: tuple[Rule, ...] = ("snooze", "schedule", "program", "fullscreen", "idle", "heat",
@@ -23,6 +25,12 @@ class Hold(BaseModel):
     """"Paused: a game is running (eldenring.exe)", "Snoozed until 21:30"."""
     until: float | None = None
     """When it lifts by itself (epoch seconds), when that is known."""
+
+    @field_validator("text")
+    @classmethod
+    def _safe(cls, value: str) -> str:
+        # Program and window names come from other programs: shown escaped and bounded.
+        return display(value, 300)
 
 
 def clock_text(at: float, now: float) -> str:

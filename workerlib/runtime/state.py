@@ -87,6 +87,27 @@ class UpdateInfo(_Frozen):
         return f"up to date: {self.current}"
 
 
+class Approval(_Frozen):
+    """Where a v2 registration request stands (STUDIO_API_V2.md §1)."""
+
+    phase: Literal["waiting", "rejected"]
+    request_id: str
+    since: float
+    """When this worker started waiting (wall clock)."""
+    reason: str | None = None
+
+
+class ProtocolInfo(_Frozen):
+    """The protocol in use with the studio and why it was chosen."""
+
+    name: Literal["v1", "v2"]
+    reason: str
+
+    def describe(self) -> str:
+        what = "v1 polling" if self.name == "v1" else "v2 channel"
+        return f"{what} ({self.reason})"
+
+
 class StatusSnapshot(_Frozen):
     version: str
     worker_id: str
@@ -122,6 +143,9 @@ class StatusSnapshot(_Frozen):
     gpus: list[GpuHealth] = []
     """GPU health from NVML; empty without an NVIDIA GPU."""
     user_presence: Literal["idle", "active"] | None = None
+    approval: Approval | None = None
+    """Set while a v2 registration request waits for the studio or was rejected."""
+    protocol: ProtocolInfo | None = None
 
 
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -171,6 +195,8 @@ class WorkerState:
         self.consecutive_failures = 0
         self._cooldown_end: float | None = None
         """Monotonic deadline of the failure cool-down."""
+        self.approval: Approval | None = None
+        self.protocol: ProtocolInfo | None = None
 
     # -- heartbeat / connection -----------------------------------------------------
     def heartbeat_ok(self) -> None:
@@ -191,6 +217,16 @@ class WorkerState:
     def set_unauthorised(self, value: bool) -> None:
         if self.unauthorised != value:
             self.unauthorised = value
+            self._emit(Event("status"))
+
+    def set_approval(self, approval: Approval | None) -> None:
+        if self.approval != approval:
+            self.approval = approval
+            self._emit(Event("status"))
+
+    def set_protocol(self, protocol: ProtocolInfo | None) -> None:
+        if self.protocol != protocol:
+            self.protocol = protocol
             self._emit(Event("status"))
 
     def set_error(self, message: str | None) -> None:
@@ -235,8 +271,10 @@ class WorkerState:
 
     def job_finished(
         self, job_id: str, outcome: Literal["completed", "failed"], reason: str | None = None,
-        retryable: bool | None = None,
+        retryable: bool | None = None, *, streak: bool = True,
     ) -> FinishedJob | None:
+        """``streak=False``: a failure that says nothing about this worker's health (a job
+        it cannot serve) and so does not count towards the cool-down."""
         job = self.current_job
         if job is None or self.current_job_id != job_id:
             return None
@@ -254,7 +292,8 @@ class WorkerState:
             self.consecutive_failures = 0
         else:
             self.jobs_failed += 1
-            self.consecutive_failures += 1
+            if streak:
+                self.consecutive_failures += 1
         self._emit(Event("finished", finished))
         self._emit(Event("job", None))
         self._emit(Event("status"))
@@ -297,11 +336,14 @@ class WorkerState:
 
 def state_label(
     connection: Connection, *, paused: bool, busy: bool, backend_down: bool = False,
-    cooling_down: bool = False, held: bool = False,
+    cooling_down: bool = False, held: bool = False, approval: Approval | None = None,
 ) -> str:
-    """The badge text: Idle / Busy / Paused / Disconnected / Not authorised / Not registered,
-    and Engine offline / Cooling down when the worker holds back on its own."""
+    """The badge text: Idle / Busy / Paused / Disconnected / Not authorised / Not registered
+    (Waiting for approval / Rejected while a v2 request is open), and Engine offline /
+    Cooling down when the worker holds back on its own."""
     if connection is Connection.NOT_REGISTERED:
+        if approval is not None:
+            return "Waiting for approval" if approval.phase == "waiting" else "Rejected"
         return "Not registered"
     if connection is Connection.UNAUTHORISED:
         return "Not authorised"
