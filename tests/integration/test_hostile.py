@@ -134,7 +134,7 @@ async def test_a_job_id_with_control_characters_is_failed_not_run(
     body = json.loads(fail.body)
     assert body["retryable"] is False and "jobId" in body["error"]
     assert not any(r.endpoint == "complete" and r.job_id != follow_up for r in studio.requests)
-    assert not service.status().busy
+    await studio.wait_for(lambda: not service.status().busy, timeout=5)  # never stuck Busy
     shown = "\n".join(line.message for line in service.log_lines())
     assert "\x1b" not in shown and "\x00" not in shown and "\r" not in shown
 
@@ -228,7 +228,7 @@ def _worker_config(studio: DevStudio, tmp_path: Path, **extra: Any) -> Path:
     ConfigStore(config).update({
         "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP,
         "heartbeat_interval_secs": 0.3, "claim_interval_secs": 0.2,
-        "auto_update_enabled": False, "engine": "synthetic", **extra,
+        "auto_update_enabled": False, "engine": "synthetic", "protocol": "v1", **extra,
     })
     return config
 

@@ -97,7 +97,6 @@ def test_concurrent_writers_never_tear_the_file(tmp_path: Path) -> None:
         import sys
         from pathlib import Path
         from workerlib.config import ConfigStore
-from workerlib.paths import resolve_paths
         store = ConfigStore(Path({str(path)!r}))
         for i in range(400):
             if sys.argv[1] == "cli":
@@ -111,7 +110,6 @@ from workerlib.paths import resolve_paths
         import time
         from pathlib import Path
         from workerlib.config import ConfigStore
-from workerlib.paths import resolve_paths
         store = ConfigStore(Path({str(path)!r}))
         reads = 0
         deadline = time.monotonic() + 120
