@@ -79,6 +79,9 @@ def _field(default: Any, description: str, group: str, **kwargs: Any) -> Any:
     extra: dict[str, Any] = {"group": group}
     if kwargs.pop("secret", False):
         extra["secret"] = True
+    separator = kwargs.pop("separator", None)
+    if separator:
+        extra["separator"] = separator  # a list edited on one line (the Config tab)
     return Field(default, description=description, json_schema_extra=extra, **kwargs)
 
 
@@ -169,6 +172,7 @@ class Config(BaseModel):
     schedule: list[str] = _field(
         [], "Weekly windows when the worker may claim, local time, like "
         "\"mon-fri 18:00-08:00\" or \"sat-sun all\"; empty: any time.", "Politeness",
+        separator=";",  # a line may list days with commas ("sat,sun all")
     )
     max_gpu_temp_c: float = _field(
         0.0, "Do not claim while a GPU is hotter than this (°C; resumes 5 °C below); "

@@ -81,6 +81,7 @@ async def attach() -> AsyncIterator[Callable[[RemoteWorker], Any]]:
         assert await pilot.close() == 0
 
 
+@pytest.mark.timeout(360)  # three processes start: slow on a busy machine
 async def test_the_window_drives_the_background_worker_and_restarts_it(
     studio: Any, tmp_path: Path, attach: Any
 ) -> None:
@@ -146,6 +147,7 @@ async def test_the_window_drives_the_background_worker_and_restarts_it(
     assert "Traceback" not in (tmp_path / "worker.log").read_text()
 
 
+@pytest.mark.timeout(360)  # three processes start: slow on a busy machine
 async def test_quitting_the_window_leaves_the_worker_and_its_job_running(
     studio: Any, tmp_path: Path, attach: Any
 ) -> None:
@@ -190,6 +192,7 @@ async def test_the_windows_own_worker_serves_the_cli(make_service: Any, start_gu
 
 
 # -- as a user sees it: processes on an X desktop ------------------------------------------------
+@pytest.mark.timeout(360)  # three processes start: slow on a busy machine
 async def test_ui_attaches_to_the_service_on_a_real_desktop(
     studio: Any, tmp_path: Path, desktop: Any
 ) -> None:

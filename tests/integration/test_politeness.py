@@ -106,6 +106,29 @@ async def test_a_listed_program_holds_while_it_runs(
         child.wait()
 
 
+class FakeFullscreen:
+    unsupported_reason = ""
+
+    def __init__(self) -> None:
+        self.app: str | None = "ELDEN RING"
+
+    def fullscreen_app(self) -> str | None:
+        return self.app
+
+
+async def test_a_full_screen_app_in_front_holds(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    front = FakeFullscreen()
+    service, _loops, job = await start_held(studio, make_service, probes(fullscreen=front),
+                                            pause_while_fullscreen=True)
+    hold = service.status().hold
+    assert hold is not None and hold.text == "Paused: a full-screen app is in front (ELDEN RING)"
+    assert studio.jobs[job].status == "queued"
+    front.app = None  # back to the desktop
+    await studio.wait_for(lambda: studio.jobs[job].status == "completed", WAIT)
+
+
 async def test_a_snooze_survives_a_restart_and_the_cli_reaches_a_running_worker(
     studio: Any, make_service: ServiceFactory
 ) -> None:
