@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -23,6 +24,8 @@ from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.tab import MDTabsItem
 
 from app import widgets  # noqa: F401  (registers Reveal for the kv files)
+from app.calm import calm_down
+from app.frames import FramePacer
 from app.screens import SCREENS, StatusScreen, TabScreen
 from app.tray import PystrayTray, Tray, TrayCommands, TrayState, tray_state
 from workerlib.instance import take_raise_request
@@ -36,8 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("workerlib.ui")
 
 TITLE = "Studio Worker"
-REFRESH_SECS = 0.25
-"""Core events are coalesced into at most one UI refresh per this many seconds."""
+REFRESH_SECS = 0.5
+"""Core events are coalesced into at most one UI refresh (one repaint) per this many
+seconds: during a burst of short jobs each repaint holds the shared loop."""
 TICK_SECS = 1.0
 """Elapsed times, a stale heartbeat (the red tray icon) and raise requests."""
 TRAY_WAIT_SECS = 5.0
@@ -103,17 +107,21 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self._unsubscribe: Callable[[], None] | None = None
         self._ticker: ClockEvent | None = None
         self._trigger = Clock.create_trigger(self._refresh, REFRESH_SECS)
+        self.pacer: FramePacer | None = None
+        self._minimised_by_user = False
+        self.shell: AppShell | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def build(self) -> AppShell:
         self.theme_cls.theme_style = "Dark"
         self.theme_cls.primary_palette = "Teal"
+        calm_down(self.theme_cls)
         load_kv()
         root = AppShell()
         self.tabs = {item.name: item for item in root.ids.tabs.get_tabs_list()}
-        for screen in root.ids.screens.screens:
-            self.screens[screen.name] = screen
-            screen.attach(self)
+        # Tabs are built on first visit (see screen()); Status is the first one shown.
+        self.shell = root
+        self.screen("status")
         self._unsubscribe = self.service.subscribe(self._on_event)
         self._ticker = Clock.schedule_interval(self._tick, TICK_SECS)
         return root
@@ -122,18 +130,26 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         Window.title = TITLE  # App only sets the native title; keep the property in step
         self._loop = asyncio.get_running_loop()
         Window.bind(on_request_close=self._on_request_close)
+        self.pacer = FramePacer(lambda fps: setattr(Clock, "_max_fps", fps), Clock.schedule_once)
+        Window.bind(on_motion=self.pacer.poke, on_key_down=self.pacer.poke,
+                    on_textinput=self.pacer.poke, on_minimize=self._on_minimize,
+                    on_restore=self._on_restore)
         self.switch_tab("status")
         self.tray.start()
         self._update_tray()
         if self.start_minimised:
             # Hidden at once (no flash); _wait_for_tray brings it back if the tray fails.
             Window.hide()
-            self.window_state = "hidden"
+            self._set_window_state("hidden")
         self._tray_wait_until = time.monotonic() + TRAY_WAIT_SECS
         self._tray_waiting = Clock.schedule_interval(self._wait_for_tray, 0.1)
 
     def on_stop(self) -> None:
         Window.unbind(on_request_close=self._on_request_close)
+        if self.pacer is not None:
+            Window.unbind(on_motion=self.pacer.poke, on_key_down=self.pacer.poke,
+                          on_textinput=self.pacer.poke, on_minimize=self._on_minimize,
+                          on_restore=self._on_restore)
         if self._tray_waiting is not None:
             self._tray_waiting.cancel()
             self._tray_waiting = None
@@ -182,7 +198,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
     def _hide(self) -> None:
         if self.tray.available:
             Window.hide()
-            self.window_state = "hidden"
+            self._set_window_state("hidden")
             if not self._told_hidden:
                 self._told_hidden = True
                 log.info("the window is hidden; the worker keeps running in the tray "
@@ -190,7 +206,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         else:
             # Without a tray icon a hidden window could only come back by launching again.
             Window.minimize()
-            self.window_state = "minimised"
+            self._set_window_state("minimised")
 
     def _wait_for_tray(self, _dt: float) -> bool:
         """A window hidden before the tray was up: bring it back if the tray fails."""
@@ -201,7 +217,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
             log.info("no tray icon: the window starts minimised instead of hidden")
             Window.show()
             Window.minimize()
-            self.window_state = "minimised"
+            self._set_window_state("minimised")
         self._tray_waiting = None
         return False
 
@@ -222,17 +238,50 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         """Select a tab as a click on it would."""
         self.tabs[name].dispatch("on_release")
 
+    def screen(self, name: str) -> TabScreen:
+        """The tab's screen, built now if this is its first visit (or it was released)."""
+        screen = self.screens.get(name)
+        if screen is None:
+            cls = next(c for c in SCREENS if c.tab_name() == name)
+            screen = cls()
+            self.screens[name] = screen
+            self._stale.discard(name)  # attach() renders the current state
+            screen.attach(self)
+            assert self.shell is not None, "screens are built from build() on"
+            self.shell.ids.screens.add_widget(screen)
+        return screen
+
     def on_tab_switch(self, item: TabItem) -> None:
         name = item.name
+        left = self.current_tab
         self.current_tab = name
+        screen = self.screen(name)
         manager = self.root.ids.screens
         if manager.current != name:
             manager.current = name
-        screen = self.screens[name]
-        if name in self._stale:
+        self._catch_up(name)
+        screen.refresh()
+        if left != name:
+            Clock.schedule_once(lambda _dt: self._release(left), 0)
+
+    def _catch_up(self, name: str) -> None:
+        """A tab that missed events while not shown renders them now."""
+        screen = self.screens.get(name)
+        if screen is not None and name in self._stale:
             self._stale.discard(name)
             screen.on_event(set(EVENT_KINDS))
-        screen.refresh()
+            screen.refresh()
+
+    def _release(self, name: str) -> None:
+        """Drop a heavy tab's widgets once left (it is built again on the next visit)."""
+        screen = self.screens.get(name)
+        if screen is None or name == self.current_tab or not screen.releasable():
+            return
+        del self.screens[name]
+        self._stale.discard(name)
+        screen.detach()
+        self.root.ids.screens.remove_widget(screen)
+        gc.collect()  # Kivy widgets hold reference cycles: give their memory back now
 
     # -- core events → coalesced refreshes --------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -246,8 +295,8 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         for name, screen in self.screens.items():
             if not kinds & screen.refresh_on:
                 continue
-            if name != self.current_tab:
-                # Hidden tabs catch up when shown; the log list is the costly one.
+            if name != self.current_tab or not self.visible:
+                # Tabs nobody sees catch up when shown: nothing is drawn for nobody.
                 self._stale.add(name)
                 continue
             screen.on_event(kinds)
@@ -255,7 +304,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
 
     def _tick(self, _dt: float) -> None:
         screen = self.screens.get(self.current_tab)
-        if screen is not None and screen.ticks:
+        if screen is not None and screen.ticks and self.visible:
             screen.refresh()
         self._update_tray()  # a heartbeat going stale changes nothing else
         if take_raise_request(self.service.paths.state_dir):
@@ -268,7 +317,35 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         Window.restore()
         Window.raise_window()
         Window.canvas.ask_update()  # an unmapped window lost its pixels
-        self.window_state = "shown"
+        self._set_window_state("shown")
+
+    # -- what is visible decides what is drawn ---------------------------------------------------
+    @property
+    def visible(self) -> bool:
+        """Someone can see the window: only then do the screens refresh and repaint."""
+        return self.window_state == "shown" and not self._minimised_by_user
+
+    def _set_window_state(self, state: WindowState) -> None:
+        self.window_state = state
+        if state == "shown":
+            self._minimised_by_user = False
+        self._visibility_changed()
+
+    def _on_minimize(self, *_args: Any) -> None:
+        self._minimised_by_user = True
+        self._visibility_changed()
+
+    def _on_restore(self, *_args: Any) -> None:
+        self._minimised_by_user = False
+        if self.window_state == "minimised":
+            self.window_state = "shown"
+        self._visibility_changed()
+
+    def _visibility_changed(self) -> None:
+        if self.pacer is not None:
+            self.pacer.set_visible(self.visible)
+        if self.visible:
+            self._catch_up(self.current_tab)
 
     # -- helpers for the screens ---------------------------------------------------------------
     def run_task(self, coro: Coroutine[Any, Any, Any],

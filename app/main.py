@@ -7,8 +7,15 @@ import os
 import sys
 from typing import Any
 
-from app.env import configure_kivy, headless_reason
-from workerlib.cli import EXIT_ERROR, EXIT_OK, console_handler, run_headless
+from app.env import configure_kivy, headless_reason, missing_gui_packages
+from workerlib.cli import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    NO_UI_HINT,
+    console_handler,
+    run_headless,
+)
 from workerlib.errors import ConfigError
 from workerlib.instance import InstanceLock, describe_holder, request_raise
 from workerlib.paths import Paths
@@ -62,6 +69,10 @@ def open_window_system(*, hidden: bool = False) -> str | None:
 
 
 def run_app(paths: Paths, start_minimised: bool = False) -> int:
+    if headless_reason() is None and missing_gui_packages():
+        # A display, but a plain `pip install .`: say what to install (no traceback).
+        _say(NO_UI_HINT)
+        return EXIT_USAGE
     lock = InstanceLock(paths.state_dir, "ui")
     if not lock.acquire():
         holder = lock.holder()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,6 +193,39 @@ def status_notifier_host() -> bool:
         return False
 
 
+def xembed_tray_host(display: str | None = None) -> bool:
+    """Whether an X11 system tray (the ``_NET_SYSTEM_TRAY_Sn`` selection) has an owner:
+    what pystray's gtk and xorg icons dock into."""
+    if not (display or os.environ.get("DISPLAY")):
+        return False
+    try:
+        xdisplay = importlib.import_module("Xlib.display").Display(display)
+    except Exception:  # no python-xlib, or the display cannot be opened
+        return False
+    try:
+        atom = xdisplay.intern_atom(f"_NET_SYSTEM_TRAY_S{xdisplay.get_default_screen()}")
+        owner = xdisplay.get_selection_owner(atom)
+        return getattr(owner, "id", owner) not in (0, None)
+    except Exception:
+        return False
+    finally:
+        xdisplay.close()
+
+
+def missing_tray_host(platform: str, has_sni_host: Callable[[], bool],
+                      has_xembed_host: Callable[[], bool]) -> str | None:
+    """Why no tray icon can be shown here, or None. On Linux an icon needs a host: a
+    StatusNotifier watcher (KDE, GNOME's AppIndicator extension, waybar) or an XEmbed
+    system tray (XFCE, MATE, trayer); stock GNOME has neither. Windows' notification
+    area and macOS's menu bar are always there."""
+    if not platform.startswith("linux"):
+        return None
+    if has_sni_host() or has_xembed_host():
+        return None
+    return ("this desktop has no tray host (no StatusNotifier watcher on the session bus, "
+            "no X11 system tray)")
+
+
 def pick_backend(default: str, forced: str | None, has_sni_host: Callable[[], bool]) -> str:
     """pystray picks appindicator whenever its library is installed. Without a
     StatusNotifier host that falls back to an XEmbed icon without tooltip or left
@@ -201,10 +235,10 @@ def pick_backend(default: str, forced: str | None, has_sni_host: Callable[[], bo
     return "appindicator" if has_sni_host() else "gtk"
 
 
-def _icon_class(pystray: Any) -> type:
+def _icon_class(pystray: Any, has_sni_host: Callable[[], bool]) -> type:
     """pystray's Icon for this platform, with the fixes this app relies on."""
     default = pystray.Icon.__module__.rsplit("._", 1)[-1]
-    backend = pick_backend(default, os.environ.get("PYSTRAY_BACKEND"), status_notifier_host)
+    backend = pick_backend(default, os.environ.get("PYSTRAY_BACKEND"), has_sni_host)
     base = pystray.Icon if backend == default else \
         importlib.import_module(f"pystray._{backend}").Icon
     namespace: dict[str, Any] = {}
@@ -310,9 +344,16 @@ class PystrayTray:
     # -- the tray's thread ----------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            import pystray
+            has_sni = status_notifier_host()
+            if not os.environ.get("PYSTRAY_BACKEND"):
+                # Without a host pystray still "starts" an icon nobody can see or click.
+                absent = missing_tray_host(sys.platform, lambda: has_sni, xembed_tray_host)
+                if absent is not None:
+                    self._fail(RuntimeError(absent))
+                    return
+            import pystray  # only now: importing it loads GTK (~30 MB)
 
-            cls = _icon_class(pystray)
+            cls = _icon_class(pystray, lambda: has_sni)
             self.backend = cls.BACKEND  # type: ignore[attr-defined]
             state = self._state or TrayState("idle", TITLE, False)
             menu = pystray.Menu(
@@ -331,8 +372,8 @@ class PystrayTray:
                 self._failed.set()
 
     def _fail(self, exc: BaseException) -> None:
-        log.warning("no tray icon (%s: %s); closing the window will minimise it instead",
-                    type(exc).__name__, exc)
+        reason = str(exc) if type(exc) is RuntimeError else f"{type(exc).__name__}: {exc}"
+        log.warning("no tray icon (%s); closing the window will minimise it instead", reason)
         self._failed.set()
         self._ready.set()
 

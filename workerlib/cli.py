@@ -25,6 +25,9 @@ from workerlib.paths import Paths, resolve_paths
 from workerlib.service import WorkerService
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+NO_UI_HINT = ("the desktop app is not installed here (install the 'ui' extra: "
+              "pip install 'studio-worker[ui]'); run the worker without a window with "
+              "`studio-worker run` (or `studio-worker --headless`)")
 
 
 def _err(message: str) -> None:
@@ -289,9 +292,7 @@ def cmd_ui(paths: Paths, args: argparse.Namespace) -> int:
     try:
         from app.main import run_app  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        _err("the desktop app is not installed here (install the 'ui' extra: "
-             "pip install 'studio-worker[ui]'); run the worker without a window with "
-             "`studio-worker run` (or `studio-worker --headless`)")
+        _err(NO_UI_HINT)
         return EXIT_USAGE
     minimised = bool(getattr(args, "minimised", False))
     if getattr(args, "autostart", False):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from app.viewmodels.errors import describe_error
 from app.viewmodels.tones import BADGE_TONES, Tone
-from workerlib.format import ago, duration
+from workerlib.format import duration
 from workerlib.runtime.state import Connection, StatusSnapshot
 from workerlib.service import WorkerService
 
@@ -36,6 +36,24 @@ class StatusView:
     registering: bool = False
 
 
+def coarse_ago(timestamp: float, now: float) -> str:
+    """An age that changes at most once a minute: each change repaints the window, and
+    a heartbeat every few seconds would otherwise repaint it every second."""
+    minutes = int(max(0.0, now - timestamp) // 60)
+    if minutes < 1:
+        return "under a minute ago"
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    return f"{hours} h ago" if hours < 48 else f"{hours // 24} days ago"
+
+
+def heartbeat_error(error: str | None) -> str:
+    """The studio client's message without its own "heartbeat failed: " prefix."""
+    text = error or "unknown error"
+    return text.removeprefix("heartbeat failed: ")
+
+
 def heartbeat_text(snapshot: StatusSnapshot, *, running: bool, now: float) -> tuple[str, Tone]:
     beat = snapshot.last_heartbeat
     if beat is None:
@@ -45,8 +63,8 @@ def heartbeat_text(snapshot: StatusSnapshot, *, running: bool, now: float) -> tu
             return "none (not registered)", "muted"
         return "waiting for the first heartbeat", "muted"
     if beat.ok:
-        return ago(beat.at, now), "ok"
-    return f"failed {ago(beat.at, now)}: {beat.error or 'unknown error'}", "error"
+        return f"ok, {coarse_ago(beat.at, now)}", "ok"
+    return f"failed {coarse_ago(beat.at, now)}: {heartbeat_error(beat.error)}", "error"
 
 
 def vram_text(snapshot: StatusSnapshot) -> str:

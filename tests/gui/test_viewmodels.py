@@ -17,7 +17,7 @@ from app.viewmodels.about import AboutViewModel
 from app.viewmodels.config import ConfigViewModel, label_for
 from app.viewmodels.jobs import JobsViewModel
 from app.viewmodels.logs import WINDOW, LogsViewModel
-from app.viewmodels.status import StatusViewModel
+from app.viewmodels.status import StatusViewModel, coarse_ago
 from tests.conftest import BOOTSTRAP, ServiceFactory
 from workerlib.config import GROUPS, ConfigStore, field_infos
 from workerlib.engines.synthetic import SyntheticEngine
@@ -83,12 +83,27 @@ async def test_status_formats_a_connected_idle_worker(service: WorkerService) ->
     vm = StatusViewModel(service)
     view = vm.render(snapshot(), running=True, now=NOW)
     assert view.badge == "Idle" and view.badge_tone == "ok"
-    assert view.heartbeat == "5s ago" and view.heartbeat_tone == "ok"
+    assert view.heartbeat == "ok, under a minute ago" and view.heartbeat_tone == "ok"
     assert view.vram == "24 GB detected · accepts jobs up to 12 GB"
     assert view.worker_id == "w-1" and view.studio_url == "https://studio.example"
     assert view.current_job == "No job running"
     assert view.pause_label == "Pause claiming" and not view.show_register
     assert not view.show_start and view.problem == ""
+
+
+async def test_an_idle_status_tab_stays_the_same_between_heartbeats(
+    service: WorkerService,
+) -> None:
+    # Every change repaints the whole window: with heartbeats every few seconds an idle
+    # worker's Status tab must not change second by second.
+    vm = StatusViewModel(service)
+    views = [vm.render(snapshot(last_heartbeat=HeartbeatInfo(ok=True, at=NOW - 5)),
+                       running=True, now=NOW + delta) for delta in (0, 1, 20, 50)]
+    assert all(view == views[0] for view in views)
+    assert coarse_ago(NOW - 59, NOW) == "under a minute ago"
+    assert coarse_ago(NOW - 61, NOW) == "1 min ago"
+    assert coarse_ago(NOW - 3 * 3600, NOW) == "3 h ago"
+    assert coarse_ago(NOW - 3 * 86400, NOW) == "3 days ago"
 
 
 async def test_status_badges_and_job_line(service: WorkerService) -> None:
@@ -101,11 +116,12 @@ async def test_status_badges_and_job_line(service: WorkerService) -> None:
     paused = vm.render(snapshot(label="Paused", paused=True), running=True, now=NOW)
     assert paused.pause_label == "Resume claiming" and paused.badge_tone == "paused"
     down = vm.render(snapshot(label="Disconnected", connection=Connection.DISCONNECTED,
-                              last_heartbeat=HeartbeatInfo(ok=False, at=NOW - 2,
-                                                           error="connection refused")),
+                              last_heartbeat=HeartbeatInfo(
+                                  ok=False, at=NOW - 2,
+                                  error="heartbeat failed: connection refused")),
                      running=True, now=NOW)
     assert down.badge_tone == "error"
-    assert down.heartbeat == "failed 2s ago: connection refused"
+    assert down.heartbeat == "failed under a minute ago: connection refused"
     stopped = vm.render(snapshot(), running=False, now=NOW)
     assert stopped.badge == "Stopped" and stopped.show_start
     no_gpu = vm.render(snapshot(vram_total_gb=0.0), running=True, now=NOW)
