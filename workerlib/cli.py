@@ -166,13 +166,13 @@ def cmd_status(paths: Paths) -> int:
     print(f"worker id:  {config.worker_id or '(not registered)'}")
     print(f"claiming:   {'enabled' if config.auto_enabled else 'paused'}")
     print(f"engine:     {config.engine}")
-    print(f"threshold:  {config.vram_threshold_gb:g} GB")
+    print(f"threshold:  {config.vram_threshold_gb:g} GiB")
     live = live_status(paths)
     if live is None:
         print("worker:     not running")
         return EXIT_OK
     print(f"worker:     running (pid {live['pid']}) — {live['label']}")
-    print(f"vram:       {float(live['vram_total_gb']):g} GB detected")
+    print(f"vram:       {float(live['vram_total_gb']):g} GiB detected")
     hb = live.get("last_heartbeat")
     if hb:
         when = _ago(time.time() - float(hb["at"]))
@@ -330,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show the settings and, when running, the live state")
     sub.add_parser("enable", help="resume claiming jobs (a running worker picks it up)")
     sub.add_parser("disable", help="pause claiming jobs (heartbeats go on)")
-    thr = sub.add_parser("set-threshold", help="largest job to accept, in GB of VRAM")
-    thr.add_argument("gb", type=float, metavar="GB")
+    thr = sub.add_parser("set-threshold", help="largest job to accept, in GiB of VRAM")
+    thr.add_argument("gb", type=float, metavar="GIB")
     cfg = sub.add_parser("config", help="print the config file's path and settings")
     cfg.add_argument("--show-secrets", action="store_true", help="print tokens unmasked")
     chk = sub.add_parser("check-update", help="check the release feed for a newer version")
@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "claiming paused (heartbeats go on)")
         if command == "set-threshold":
             return cmd_update(paths, {"vram_threshold_gb": args.gb},
-                              f"VRAM threshold set to {args.gb:g} GB")
+                              f"VRAM threshold set to {args.gb:g} GiB")
         if command == "config":
             return cmd_config(paths, args.show_secrets)
         if command == "check-update":

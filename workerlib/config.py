@@ -85,7 +85,7 @@ class Config(BaseModel):
         secret=True,
     )
     vram_threshold_gb: float = _field(
-        12.0, "Largest job (GB of VRAM) this worker accepts.", "Worker", ge=0, le=4096
+        12.0, "Largest job (GiB of VRAM) this worker accepts.", "Worker", ge=0, le=4096
     )
     auto_start: bool = _field(
         True, "Start the worker loops as soon as the program starts.", "Worker"

@@ -194,7 +194,7 @@ class WorkerService:
         self._client = StudioClient(self._session, config.api_base_url)
         self._engine = self._build_engine(config)
         await self._engine.start()
-        log.info("studio-worker %s (engine %s, %.1f GB VRAM detected) for %s", __version__,
+        log.info("studio-worker %s (engine %s, %.1f GiB VRAM detected) for %s", __version__,
                  self._engine.name, vram, config.api_base_url)
 
     def _detect_vram(self) -> float:

@@ -1,9 +1,11 @@
 """Detect the GPU memory advertised as ``vramTotalGb`` (STUDIO_API.md §4).
 
 Probes run in order (NVML, ``nvidia-smi``, ``/proc/driver/nvidia``) and the first
-that knows wins. The result is in decimal GB (1e9 bytes) rounded to 0.1, for the
-largest GPU; 0.0 means unknown. Nothing here raises. ``STUDIO_WORKER_VRAM_GB``
-overrides detection, e.g. for GPUs none of the probes understands.
+that knows wins. The result is in GiB (MiB / 1024, 2**30 bytes) rounded to 0.1, for
+the largest GPU, the unit the studio counts ``vramGbEstimate`` and
+``vramThresholdGb`` in (a 24 GiB card is 24.0, not 25.8); 0.0 means unknown. Nothing
+here raises. ``STUDIO_WORKER_VRAM_GB`` (also in GiB) overrides detection, e.g. for
+GPUs none of the probes understands.
 
 Detection may block for a few seconds (``nvidia-smi``); async callers should use
 ``asyncio.to_thread``.
@@ -28,6 +30,8 @@ Probe = Callable[[], float | None]
 """Returns the largest GPU's memory in bytes, or None when it cannot tell."""
 
 _MIB = 1024 * 1024
+GIB = 1024 * _MIB
+"""Bytes per unit of every VRAM figure the worker shows or sends."""
 _UNITS: dict[str, int] = {
     "b": 1,
     "kb": 1024,
@@ -155,7 +159,7 @@ def _run_probes(probes: tuple[Probe, ...]) -> float:
             and math.isfinite(total)
             and total > 0
         ):
-            return round(total / 1e9, 1)
+            return round(total / GIB, 1)
     return 0.0
 
 
@@ -163,7 +167,7 @@ _detect = functools.cache(_run_probes)
 
 
 def detect_vram_gb(probes: Sequence[Probe] | None = None) -> float:
-    """Total VRAM of the largest GPU in GB (1e9 bytes, rounded to 0.1); 0.0 if unknown.
+    """Total VRAM of the largest GPU in GiB (2**30 bytes, rounded to 0.1); 0.0 if unknown.
 
     ``STUDIO_WORKER_VRAM_GB`` (a number >= 0) wins over detection; an invalid value
     is ignored. Detection results are cached per probe sequence (``reset_cache``).

@@ -52,7 +52,7 @@ class ConfigView:
 
 
 def label_for(name: str) -> str:
-    words = name.replace("_secs", " (seconds)").replace("_gb", " (GB)").replace("_", " ")
+    words = name.replace("_secs", " (seconds)").replace("_gb", " (GiB)").replace("_", " ")
     words = words.replace("api ", "API ").replace("vram", "VRAM").replace(" url", " URL")
     return words[:1].upper() + words[1:]
 

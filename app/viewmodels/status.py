@@ -68,9 +68,9 @@ def heartbeat_text(snapshot: StatusSnapshot, *, running: bool, now: float) -> tu
 
 
 def vram_text(snapshot: StatusSnapshot) -> str:
-    detected = (f"{snapshot.vram_total_gb:g} GB detected" if snapshot.vram_total_gb > 0
+    detected = (f"{snapshot.vram_total_gb:g} GiB detected" if snapshot.vram_total_gb > 0
                 else "no GPU memory detected")
-    return f"{detected} · accepts jobs up to {snapshot.vram_threshold_gb:g} GB"
+    return f"{detected} · accepts jobs up to {snapshot.vram_threshold_gb:g} GiB"
 
 
 def problems(snapshot: StatusSnapshot, now: float) -> list[str]:

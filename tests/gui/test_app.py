@@ -212,7 +212,7 @@ async def test_config_edit_is_validated_saved_and_reset(
     pilot = await start_gui(service)
     screen = await pilot.switch_tab("config")
     original = path.read_text()
-    assert "# Largest job (GB of VRAM) this worker accepts." in original
+    assert "# Largest job (GiB of VRAM) this worker accepts." in original
 
     # Secrets are masked until revealed.
     secret = screen.rows["auth_token"].ids.input
@@ -244,13 +244,13 @@ async def test_config_edit_is_validated_saved_and_reset(
     await pilot.click(screen.ids.save_button)
     await pilot.wait_for(lambda: "vram_threshold_gb = 9.5" in path.read_text(), 3, "the save")
     text = path.read_text()
-    assert "# Largest job (GB of VRAM) this worker accepts." in text
+    assert "# Largest job (GiB of VRAM) this worker accepts." in text
     assert "# studio-worker configuration; every key is in the README." in text
     assert (path.stat().st_mode & 0o777) == 0o600
     assert service.config.vram_threshold_gb == 9.5
     assert screen.ids.message.text == "Saved 1 setting."
     await pilot.switch_tab("status")
-    await pilot.wait_for(lambda: "up to 9.5 GB" in pilot.screen_text(), 3, "the new threshold")
+    await pilot.wait_for(lambda: "up to 9.5 GiB" in pilot.screen_text(), 3, "the new threshold")
 
 
 async def test_engine_change_restarts_loops_after_the_running_job(

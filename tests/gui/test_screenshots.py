@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TABS = ("status", "jobs", "config", "logs", "about")
 SIZE = (980, 700)
 EXPECTED = {
-    "status": ["Busy", "Pause claiming", "24 GB detected · accepts jobs up to 16 GB",
+    "status": ["Busy", "Pause claiming", "24 GiB detected · accepts jobs up to 16 GiB",
                "8 completed · 1 failed"],
     "jobs": ["video · synthetic-video", "60%", "Last 9 finished jobs · 8 completed · 1 failed",
              "is too large for the synthetic engine"],

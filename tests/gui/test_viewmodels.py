@@ -84,7 +84,7 @@ async def test_status_formats_a_connected_idle_worker(service: WorkerService) ->
     view = vm.render(snapshot(), running=True, now=NOW)
     assert view.badge == "Idle" and view.badge_tone == "ok"
     assert view.heartbeat == "ok, under a minute ago" and view.heartbeat_tone == "ok"
-    assert view.vram == "24 GB detected · accepts jobs up to 12 GB"
+    assert view.vram == "24 GiB detected · accepts jobs up to 12 GiB"
     assert view.worker_id == "w-1" and view.studio_url == "https://studio.example"
     assert view.current_job == "No job running"
     assert view.pause_label == "Pause claiming" and not view.show_register
@@ -331,7 +331,7 @@ async def test_config_dirty_reset_and_save(service: WorkerService) -> None:
     saved = ConfigStore(service.paths.config_file).load()
     assert saved.vram_threshold_gb == 9.5 and saved.engines == ["synthetic", "gradio"]
     text = service.paths.config_file.read_text()
-    assert "# Largest job (GB of VRAM) this worker accepts." in text
+    assert "# Largest job (GiB of VRAM) this worker accepts." in text
     assert (service.paths.config_file.stat().st_mode & 0o777) == 0o600
 
 

@@ -28,7 +28,7 @@ def test_missing_file_is_created_with_defaults_and_owner_only(tmp_path: Path) ->
     text = store.path.read_text()
     assert 'engine = "synthetic"' in text
     # Each key is preceded by its description as a comment.
-    assert "# Largest job (GB of VRAM) this worker accepts." in text
+    assert "# Largest job (GiB of VRAM) this worker accepts." in text
     if os.name == "posix":
         assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     _, created_again = store.load_or_create()

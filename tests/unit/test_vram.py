@@ -75,7 +75,7 @@ def test_nvml_reports_the_largest_gpu_and_shuts_down(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     assert probe_nvml() == 24 * GIB
     assert fake.shutdowns == 1
-    assert detect_vram_gb(probes=[probe_nvml]) == 25.8
+    assert detect_vram_gb(probes=[probe_nvml]) == 24.0
 
 
 def test_nvml_skips_a_broken_device(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +128,7 @@ def test_nvidia_smi_reports_the_largest_gpu(
         "--query-gpu=memory.total",
         "--format=csv,noheader,nounits",
     ]
-    assert detect_vram_gb(probes=[probe_nvidia_smi]) == 25.8
+    assert detect_vram_gb(probes=[probe_nvidia_smi]) == 24.0
 
 
 def test_nvidia_smi_ignores_unparsable_lines(
@@ -259,15 +259,20 @@ def test_default_probe_order_is_nvml_smi_proc() -> None:
 
 
 def test_first_probe_that_knows_wins() -> None:
-    first, second, third = Recorder(None), Recorder(12e9), Recorder(80e9)
+    first, second, third = Recorder(None), Recorder(12 * GIB), Recorder(80 * GIB)
     assert detect_vram_gb(probes=[first, second, third]) == 12.0
     assert (first.calls, second.calls, third.calls) == (1, 1, 0)
 
 
-def test_gb_are_decimal_and_rounded_to_a_tenth() -> None:
-    assert detect_vram_gb(probes=[Recorder(8 * GIB)]) == 8.6
-    assert detect_vram_gb(probes=[Recorder(80 * 1024 * MIB)]) == 85.9
-    assert detect_vram_gb(probes=[Recorder(24_000_000_000)]) == 24.0
+def test_vram_is_in_gib_as_the_studio_counts_it_rounded_to_a_tenth() -> None:
+    # MiB / 1024, like the studio and the Rust worker: a 24 GiB card is 24.0, not 25.8.
+    assert vram.GIB == 2**30
+    assert detect_vram_gb(probes=[Recorder(8 * GIB)]) == 8.0
+    assert detect_vram_gb(probes=[Recorder(80 * 1024 * MIB)]) == 80.0
+    assert detect_vram_gb(probes=[Recorder(24_000_000_000)]) == 22.4
+    # An H200 as NVML reports it (143 771 MiB): 140.4 GiB, where decimal GB said 150.8.
+    assert detect_vram_gb(probes=[Recorder(143_771 * MIB)]) == 140.4
+    assert detect_vram_gb(probes=[Recorder(12_288 * MIB - 1)]) == 12.0
 
 
 def test_unknown_is_zero() -> None:
@@ -277,21 +282,21 @@ def test_unknown_is_zero() -> None:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0, "8", True, object()])
 def test_bad_probe_values_are_skipped(bad: Any) -> None:
-    fallback = Recorder(4e9)
+    fallback = Recorder(4 * GIB)
     assert detect_vram_gb(probes=[Recorder(bad), fallback]) == 4.0
     assert fallback.calls == 1
 
 
 def test_a_raising_probe_never_escapes() -> None:
     assert detect_vram_gb(probes=[Recorder(error=True)]) == 0.0
-    assert detect_vram_gb(probes=[Recorder(error=True), Recorder(2e9)]) == 2.0
+    assert detect_vram_gb(probes=[Recorder(error=True), Recorder(2 * GIB)]) == 2.0
 
 
 def test_results_are_memoised_until_reset() -> None:
-    probe = Recorder(6e9)
+    probe = Recorder(6 * GIB)
     probes: list[Probe] = [probe]
     assert detect_vram_gb(probes=probes) == 6.0
-    probe.value = 9e9
+    probe.value = 9 * GIB
     assert detect_vram_gb(probes=probes) == 6.0
     assert probe.calls == 1
     reset_cache()
@@ -300,7 +305,7 @@ def test_results_are_memoised_until_reset() -> None:
 
 
 def test_default_probes_can_be_replaced_at_module_level(monkeypatch: pytest.MonkeyPatch) -> None:
-    probe = Recorder(16e9)
+    probe = Recorder(16 * GIB)
     monkeypatch.setattr(vram, "DEFAULT_PROBES", (probe,))
     assert detect_vram_gb() == 16.0
     assert detect_vram_gb() == 16.0
@@ -314,11 +319,11 @@ def test_fallback_chain_with_real_probes(tmp_path: Path, monkeypatch: pytest.Mon
     proc = tmp_path / "gpus"
     _gpu_info(proc, "0000:01:00.0", OLD_DRIVER_INFO.format(mem="8192 MB"))
     monkeypatch.setattr(vram, "PROC_GPUS_DIR", proc)
-    assert detect_vram_gb() == 8.6
+    assert detect_vram_gb() == 8.0
 
 
 def test_nvml_wins_over_later_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([40 * 10**9]))
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([40 * GIB]))
     _fake_smi(tmp_path, monkeypatch, "printf '81920\\n'")
     assert detect_vram_gb() == 40.0
 
@@ -327,7 +332,7 @@ def test_nvml_wins_over_later_probes(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_env_override_wins_without_probing(
     monkeypatch: pytest.MonkeyPatch, raw: str, expected: float
 ) -> None:
-    probe = Recorder(80e9)
+    probe = Recorder(80 * GIB)
     monkeypatch.setenv(ENV_OVERRIDE, raw)
     assert detect_vram_gb(probes=[probe]) == expected
     assert probe.calls == 0
@@ -336,11 +341,11 @@ def test_env_override_wins_without_probing(
 @pytest.mark.parametrize("raw", ["abc", "-3", "nan", "inf", ""])
 def test_invalid_env_override_is_ignored(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv(ENV_OVERRIDE, raw)
-    assert detect_vram_gb(probes=[Recorder(3e9)]) == 3.0
+    assert detect_vram_gb(probes=[Recorder(3 * GIB)]) == 3.0
 
 
 def test_env_override_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    probe = Recorder(5e9)
+    probe = Recorder(5 * GIB)
     assert detect_vram_gb(probes=[probe]) == 5.0
     monkeypatch.setenv(ENV_OVERRIDE, "7")
     assert detect_vram_gb(probes=[probe]) == 7.0

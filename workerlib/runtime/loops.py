@@ -270,7 +270,7 @@ class WorkerLoops:
         svc.journal.begin(job_id)
         svc.state.job_started(job_id, task.kind, claim.model, prompt)
         svc.publish_status_file()
-        log_claim.info("claimed job %s (%s · %s, %.1f GB)", job_id, task.kind, claim.model,
+        log_claim.info("claimed job %s (%s · %s, %.1f GiB)", job_id, task.kind, claim.model,
                        claim.vram_gb_estimate, extra=extra)
         loop = asyncio.get_running_loop()
         loop_thread = threading.get_ident()
