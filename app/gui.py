@@ -44,8 +44,12 @@ REFRESH_SECS = 0.5
 seconds: during a burst of short jobs each repaint holds the shared loop."""
 TICK_SECS = 1.0
 """Elapsed times, a stale heartbeat (the red tray icon) and raise requests."""
-TRAY_WAIT_SECS = 5.0
-"""A window started hidden comes back (minimised) if the tray is not up by then."""
+TRAY_WAIT_SECS = 20.0
+"""A window started hidden comes back (minimised) if the tray is not up by then. Where
+no tray host exists the tray says so at once; this is for a host that never answers."""
+TRAY_MIN_SECS = 0.1
+"""The tray icon follows status changes at once, at most this often (it draws nothing
+in the window, and a short red spell must not be coalesced away)."""
 EVENT_KINDS = frozenset({"status", "job", "finished", "log", "config"})
 WindowState = Literal["shown", "hidden", "minimised"]
 TrayFactory = Callable[[TrayCommands], Tray]
@@ -110,6 +114,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self.pacer: FramePacer | None = None
         self._minimised_by_user = False
         self.shell: AppShell | None = None
+        self._tray_updated = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
     def build(self) -> AppShell:
@@ -287,6 +292,11 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
     def _on_event(self, event: Event) -> None:
         self._pending.add(event.kind)
         self._trigger()
+        if event.kind == "status":
+            now = time.monotonic()
+            if now - self._tray_updated >= TRAY_MIN_SECS:
+                self._tray_updated = now
+                self._update_tray()
 
     def _refresh(self, _dt: float = 0.0) -> None:
         kinds, self._pending = self._pending, set()

@@ -118,6 +118,11 @@ def _load(paths: Paths) -> Config:
 
 
 def cmd_register(paths: Paths, token: str | None, url: str | None) -> int:
+    if not token and not _load(paths).bootstrap_token:
+        _err("no bootstrap token to register with: pass --bootstrap-token TOKEN (the studio "
+             f"gives it out), or set bootstrap_token in {paths.config_file}")
+        return EXIT_ERROR
+
     async def go() -> int:
         service = WorkerService(paths, file_logging=True)
         try:
@@ -331,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("enable", help="resume claiming jobs (a running worker picks it up)")
     sub.add_parser("disable", help="pause claiming jobs (heartbeats go on)")
     thr = sub.add_parser("set-threshold", help="largest job to accept, in GiB of VRAM")
-    thr.add_argument("gb", type=float, metavar="GIB")
+    thr.add_argument("gb", type=float, metavar="GIB",
+                     help="jobs estimated above this many GiB of VRAM are left to others "
+                          "(e.g. 12)")
     cfg = sub.add_parser("config", help="print the config file's path and settings")
     cfg.add_argument("--show-secrets", action="store_true", help="print tokens unmasked")
     chk = sub.add_parser("check-update", help="check the release feed for a newer version")

@@ -68,7 +68,8 @@ def heartbeat_text(snapshot: StatusSnapshot, *, running: bool, now: float) -> tu
 
 
 def vram_text(snapshot: StatusSnapshot) -> str:
-    detected = (f"{snapshot.vram_total_gb:g} GiB detected" if snapshot.vram_total_gb > 0
+    detected = (f"{snapshot.vram_total_gb:g} GiB {snapshot.vram_source}"
+                if snapshot.vram_total_gb > 0 or snapshot.vram_source != "detected"
                 else "no GPU memory detected")
     return f"{detected} · accepts jobs up to {snapshot.vram_threshold_gb:g} GiB"
 

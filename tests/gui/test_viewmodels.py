@@ -126,6 +126,9 @@ async def test_status_badges_and_job_line(service: WorkerService) -> None:
     assert stopped.badge == "Stopped" and stopped.show_start
     no_gpu = vm.render(snapshot(vram_total_gb=0.0), running=True, now=NOW)
     assert no_gpu.vram.startswith("no GPU memory detected")
+    overridden = vm.render(snapshot(vram_source="set by STUDIO_WORKER_VRAM_GB"), running=True,
+                           now=NOW)
+    assert overridden.vram == "24 GiB set by STUDIO_WORKER_VRAM_GB · accepts jobs up to 12 GiB"
 
 
 async def test_unregistered_or_unauthorised_routes_to_the_register_form(
@@ -226,8 +229,11 @@ async def test_logs_filter_by_level_and_text(service: WorkerService) -> None:
              line(3, "error", "job j2 failed: Boom\nTraceback ...", category="generate",
                   job_id="j2"),
              line(4, "info", "registered")]
+    # A level filter is "this level and above": Warn keeps the error too.
     vm.set_level("warn")
-    assert [r.seq for r in vm.render(lines).rows] == [2]
+    assert [r.seq for r in vm.render(lines).rows] == [2, 3]
+    vm.set_level("info")
+    assert [r.seq for r in vm.render(lines).rows] == [1, 2, 3, 4]
     vm.set_level("error")
     row = vm.render(lines).rows[0]
     assert row.level == "ERROR" and row.tone == "error" and row.headline == "job j2 failed: Boom"
@@ -246,10 +252,10 @@ async def test_logs_filter_by_level_and_text(service: WorkerService) -> None:
 
 async def test_logs_copy_is_the_visible_lines(service: WorkerService) -> None:
     vm = LogsViewModel(service)
-    vm.set_level("info")
-    vm.render([line(1, message="claimed job j1", job_id="j1"), line(2, "warn", "x")])
+    vm.set_level("error")
+    vm.render([line(1, "error", "claimed job j1", job_id="j1"), line(2, "warn", "x")])
     clock = time.strftime("%H:%M:%S", time.localtime(NOW + 1))
-    assert vm.copy_text() == f"{clock} INFO  claim: claimed job j1 [j1]"
+    assert vm.copy_text() == f"{clock} ERROR claim: claimed job j1 [j1]"
 
 
 async def test_logs_from_the_real_service(service: WorkerService) -> None:
@@ -274,6 +280,9 @@ async def test_config_lists_every_field_by_group_with_help(service: WorkerServic
     assert not view.dirty and view.message == ""
     assert label_for("heartbeat_interval_secs") == "Heartbeat interval (seconds)"
     assert label_for("api_base_url") == "API base URL"
+    assert label_for("gradio.api_name") == "Gradio API name"
+    assert label_for("comfyui.url") == "ComfyUI URL"
+    assert label_for("vram_threshold_gb") == "VRAM threshold (GiB)"
 
 
 async def test_config_secrets_are_masked_until_revealed(service: WorkerService) -> None:

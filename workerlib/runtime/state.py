@@ -100,6 +100,8 @@ class StatusSnapshot(_Frozen):
     pid: int
     config_path: str
     log_file: str
+    vram_source: str = "detected"
+    """How vram_total_gb was found: "detected" or "set by STUDIO_WORKER_VRAM_GB"."""
 
 
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -136,6 +138,7 @@ class WorkerState:
         self.jobs_completed = 0
         self.jobs_failed = 0
         self.vram_total_gb = 0.0
+        self.vram_source = "detected"
         self.backend_problem: str | None = None
         self.consecutive_failures = 0
         self.cooldown_until: float | None = None
