@@ -8,7 +8,9 @@ of milliseconds of the loop the worker shares. So:
   (6-25 repaints for one change) and Kivy fades scroll bars after each layout change;
 - no invisible painting: KivyMD draws a background and an outline for every MD widget,
   even fully transparent ones (the Status tab painted 11x the window's area a frame);
-  here a transparent background or outline has no area, so nothing is rasterised.
+  here a transparent background or outline has no area, so nothing is rasterised;
+- no shadows: a KivyMD card or button blurs a shadow under itself on every frame, the
+  costliest pixels there are in software GL; ``flatten`` removes them (flat design).
 
 Imports kivymd: only from ``app.gui``'s side of the house.
 """
@@ -67,6 +69,23 @@ STEADY_SCROLL_BARS = """
 def paints(rgba: Any) -> bool:
     """Whether a colour leaves a mark: it exists and is not fully transparent."""
     return bool(rgba) and len(rgba) == 4 and rgba[3] > 0
+
+
+def flatten(root: Any) -> int:
+    """Remove the shadow instructions under ``root`` (call on each newly built tree:
+    the root, a tab's screen). Returns how many were removed."""
+    from kivy.graphics import BoxShadow
+    from kivymd.uix.behaviors.elevation import CommonElevationBehavior
+
+    removed = 0
+    for widget in root.walk(restrict=True):
+        if not isinstance(widget, CommonElevationBehavior):
+            continue
+        before = widget.canvas.before
+        for instruction in [i for i in before.children if isinstance(i, BoxShadow)]:
+            before.remove(instruction)
+            removed += 1
+    return removed
 
 
 def calm_down(theme_cls: Any) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -24,8 +23,9 @@ from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.tab import MDTabsItem
 
 from app import widgets  # noqa: F401  (registers Reveal for the kv files)
-from app.calm import calm_down
+from app.calm import calm_down, flatten
 from app.frames import FramePacer
+from app.memory import trim
 from app.screens import SCREENS, StatusScreen, TabScreen
 from app.tray import PystrayTray, Tray, TrayCommands, TrayState, tray_state
 from workerlib.instance import take_raise_request
@@ -123,6 +123,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         calm_down(self.theme_cls)
         load_kv()
         root = AppShell()
+        flatten(root)
         self.tabs = {item.name: item for item in root.ids.tabs.get_tabs_list()}
         # Tabs are built on first visit (see screen()); Status is the first one shown.
         self.shell = root
@@ -253,6 +254,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
             self._stale.discard(name)  # attach() renders the current state
             screen.attach(self)
             assert self.shell is not None, "screens are built from build() on"
+            flatten(screen)
             self.shell.ids.screens.add_widget(screen)
         return screen
 
@@ -286,7 +288,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self._stale.discard(name)
         screen.detach()
         self.root.ids.screens.remove_widget(screen)
-        gc.collect()  # Kivy widgets hold reference cycles: give their memory back now
+        trim()
 
     # -- core events → coalesced refreshes --------------------------------------------------
     def _on_event(self, event: Event) -> None:

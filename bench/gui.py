@@ -116,17 +116,26 @@ def desktop() -> Iterator[tuple[dict[str, str], Any]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
+def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.1)
+    return value
 
 
-def idle_app(seconds: float = 60.0, settle: float = 8.0) -> list[Row]:
-    """The real `studio-worker ui` (registered, heartbeating, claiming every 0.5 s)
-    idle with its window shown, then closed to the tray, next to a bare KivyMD app."""
+def _workers(url: str) -> int:
+    stats = admin(url, "/admin/stats")
+    assert isinstance(stats, dict)
+    return int(stats["workers"])
+
+
+def idle_app(seconds: float = 60.0, settle: float = 6.0) -> list[Row]:
+    """The real `studio-worker ui` idle with its window shown, then closed to the tray,
+    with the worker settings of the headless idle row (the defaults). Side by side in
+    the same run: a bare KivyMD app with two tabs (the window's yardstick) and the
+    headless worker with the same config (what "hidden" can approach at best)."""
     cpu: dict[str, float] = {}
     rss: dict[str, float] = {}
     with desktop() as (env, desk), studio_process() as url, \
@@ -134,37 +143,52 @@ def idle_app(seconds: float = 60.0, settle: float = 8.0) -> list[Row]:
         bare = subprocess.Popen([PY, PROBE, "bare-idle"], env=env, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
+            if desk is not None:
+                _wait(lambda: desk.window_named("Bare") is not None, 60, "the bare window")
             time.sleep(settle)
             cpu["bare"] = _cpu_percent(bare.pid, seconds)
             rss["bare"] = rss_mb(bare.pid)
         finally:
             bare.terminate()
             bare.wait(timeout=20)
-        config = _config(Path(tmp), url)
+        headless = subprocess.Popen(
+            [PY, "-m", "workerlib", "--config", str(_config(Path(tmp) / "headless", url,
+                                                            claim_interval_secs=5.0)), "run"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(lambda: _workers(url) >= 1, 60, "the headless worker to register")
+            time.sleep(settle)
+            cpu["headless"] = _cpu_percent(headless.pid, seconds)
+        finally:
+            headless.terminate()
+            headless.wait(timeout=20)
+        config = _config(Path(tmp) / "ui", url, claim_interval_secs=5.0)
         proc = subprocess.Popen([PY, "-m", "workerlib", "--config", str(config), "ui"],
                                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
+            _wait(lambda: _workers(url) >= 2, 60, "the app's worker to register")
+            window = None
+            if desk is not None:
+                window = _wait(lambda: desk.window_named("Studio Worker"), 60, "the window")
             time.sleep(settle)
             cpu["visible"] = _cpu_percent(proc.pid, seconds)
             rss["visible"] = rss_mb(proc.pid)
-            if desk is not None:
-                window = desk.window_named("Studio Worker")
-                if window is not None:
-                    desk.send_close(window)  # the close button: to the tray
-                    _wait(lambda: not desk.viewable(window), 20, "the window hidden")
-                    time.sleep(settle / 2)
-                    cpu["hidden"] = _cpu_percent(proc.pid, seconds)
-                    rss["hidden"] = rss_mb(proc.pid)
+            if window is not None:
+                desk.send_close(window)  # the close button: to the tray
+                _wait(lambda: not desk.viewable(window), 20, "the window hidden")
+                time.sleep(settle)
+                cpu["hidden"] = _cpu_percent(proc.pid, seconds)
+                rss["hidden"] = rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    base = Stat([cpu["bare"]])
     rows = [
         Row(f"idle CPU, desktop app, window visible ({seconds:.0f} s)",
-            "bare KivyMD app, 2 tabs, 60 fps", base, Stat([cpu["visible"]]), " %",
-            f"≤ {IDLE_CPU_GOAL['visible']:g} % of a core", cpu["visible"] <= IDLE_CPU_GOAL[
-                "visible"], "{:.2f}", cpu["visible"] / max(cpu["bare"], 1e-9)),
+            "bare KivyMD app, 2 tabs, 60 fps", Stat([cpu["bare"]]), Stat([cpu["visible"]]),
+            " %", f"≤ {IDLE_CPU_GOAL['visible']:g} % of a core",
+            cpu["visible"] <= IDLE_CPU_GOAL["visible"], "{:.2f}",
+            cpu["visible"] / max(cpu["bare"], 1e-9)),
         Row("idle resident memory, desktop app, window visible", "bare KivyMD app",
             Stat([rss["bare"]]), Stat([rss["visible"]]), " MB", f"≤ {RSS_GOAL_MB:g} MB",
             rss["visible"] <= RSS_GOAL_MB, "{:.0f}", rss["visible"] / rss["bare"]),
@@ -172,10 +196,10 @@ def idle_app(seconds: float = 60.0, settle: float = 8.0) -> list[Row]:
     if "hidden" in cpu:
         rows += [
             Row(f"idle CPU, desktop app, hidden to the tray ({seconds:.0f} s)",
-                "bare KivyMD app, 2 tabs, 60 fps", base, Stat([cpu["hidden"]]), " %",
-                f"≤ {IDLE_CPU_GOAL['hidden']:g} % of a core",
+                "headless worker, same settings", Stat([cpu["headless"]]),
+                Stat([cpu["hidden"]]), " %", f"≤ {IDLE_CPU_GOAL['hidden']:g} % of a core",
                 cpu["hidden"] <= IDLE_CPU_GOAL["hidden"], "{:.2f}",
-                cpu["hidden"] / max(cpu["bare"], 1e-9)),
+                cpu["hidden"] / max(cpu["headless"], 1e-9)),
             Row("idle resident memory, desktop app, hidden to the tray", "bare KivyMD app",
                 Stat([rss["bare"]]), Stat([rss["hidden"]]), " MB", f"≤ {RSS_GOAL_MB:g} MB",
                 rss["hidden"] <= RSS_GOAL_MB, "{:.0f}", rss["hidden"] / rss["bare"]),

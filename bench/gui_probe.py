@@ -222,6 +222,7 @@ MDBoxLayout:
 
     class Bare(MDApp):  # type: ignore[misc]
         def build(self) -> Any:
+            self.title = "Bare"
             self.theme_cls.theme_style = "Dark"
             return Builder.load_string(kv)
 
