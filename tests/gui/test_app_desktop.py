@@ -209,3 +209,44 @@ async def test_without_pygobject_a_left_click_on_the_xorg_icon_opens_the_window(
             await process.wait()
         print(log.read_text()[-5000:])
         raise
+
+
+async def test_without_a_tray_host_it_says_so_once_and_closing_minimises(
+    studio: Any, tmp_path: Path, desktop: Any
+) -> None:
+    """Stock GNOME: no StatusNotifier watcher, no XEmbed tray. The app must not claim a
+    tray icon, and closing the window must not hide it beyond reach."""
+    import signal
+
+    desk = desktop
+    desk.close_tray()
+    config = tmp_path / "config.toml"
+    ConfigStore(config).update({
+        "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP, "auto_update_enabled": False,
+        "heartbeat_interval_secs": 0.2, "claim_interval_secs": 0.2,
+    })
+    log = tmp_path / "ui.log"
+    with log.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            *ui_command(config), cwd=ROOT, env=ui_env(tmp_path, desk),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err)
+    try:
+        window = await desk.wait(lambda: desk.window_named("Studio Worker"), 30, "the window")
+        await desk.wait(lambda: "no tray icon" in log.read_text(), 20, "the tray verdict")
+        desk.send_close(window)
+        before = claims(studio)
+        await studio.wait_for(lambda: claims(studio) >= before + 2, timeout=10)
+        assert process.returncode is None and desk.viewable(window)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        print(log.read_text()[-5000:])
+        raise
+    text = log.read_text()
+    assert "tray icon ready" not in text and "Quit is in the tray menu" not in text
+    verdicts = [line for line in text.splitlines() if "no tray icon" in line]
+    assert len(verdicts) == 1 and "no tray host" in verdicts[0], verdicts
+    assert "minimise" in verdicts[0]
