@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo lint soak bench bundle
+.PHONY: test demo lint soak bench bench-gpu bundle
 
 test:
 	scripts/test
@@ -18,6 +18,10 @@ lint:
 # Each benchmark side by side with a baseline; writes docs/BENCHMARKS.md.
 bench:
 	$(PY) -m bench.run
+
+# On a GPU machine: the worker vs a bare diffusers loop (bench/gpu.py; JSON lines).
+bench-gpu:
+	$(PY) bench/gpu.py --shape sd15
 
 # 10 000 synthetic jobs through the local studio: memory growth, fds, queue bounds.
 soak:

@@ -94,6 +94,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
             open_window=self._from_tray(self.bring_to_front),
             toggle_pause=self._from_tray(self.toggle_pause),
             quit=self._from_tray(lambda: self.request_quit("Quit in the tray menu")),
+            snooze=lambda choice: self._from_tray(lambda: self.snooze(choice))(),
         ))
         self._tray_waiting: ClockEvent | None = None
         self._told_hidden = False
@@ -238,6 +239,15 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         screen = self.screens["status"]
         assert isinstance(screen, StatusScreen)
         screen.toggle_pause()
+
+    def snooze(self, choice: str) -> None:
+        """The tray's Snooze menu: ``1h``, ``4h``, ``tomorrow`` or ``resume``."""
+        screen = self.screens["status"]
+        assert isinstance(screen, StatusScreen)
+        if choice == "resume":
+            screen.resume_now()
+        else:
+            screen.snooze(choice)
 
     # -- tabs -------------------------------------------------------------------------------
     def switch_tab(self, name: str) -> None:

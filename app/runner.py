@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from app.notifications import JobNotifications, NotificationSender, Notifier, PlyerNotifier
 from workerlib.autostart import backend_for, sync_autostart
+from workerlib.cli import STOP_SIGNALS
 from workerlib.runtime.state import Event
 from workerlib.service import DEFAULT_DRAIN_SECS, WorkerService
 
@@ -63,7 +64,7 @@ async def run_window(
     """Open the (already opened) service's window; returns 0 once closed and drained.
 
     The loops start with the window unless the config says ``auto_start = false``.
-    Quit in the tray, SIGINT and SIGTERM take one path: the window closes on its next
+    Quit in the tray, SIGINT, SIGTERM and SIGHUP take one path: the window closes on its next
     frame, claiming stops, and a running job gets ``drain_secs`` (default: the config's
     shutdown_drain_secs) to end before it is reported as failed, retryable.
     """
@@ -74,7 +75,7 @@ async def run_window(
         on_app(app)
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, app.request_quit, f"{sig.name} received")
             installed.append(sig)

@@ -26,6 +26,12 @@ Variant = Literal["idle", "busy", "disconnected"]
 TITLE = "Studio Worker"
 OPEN_LABEL = "Open Window"
 QUIT_LABEL = "Quit"
+SNOOZE_LABEL = "Snooze"
+SNOOZE_CHOICES: tuple[tuple[str, str], ...] = (
+    ("1h", "For 1 hour"), ("4h", "For 4 hours"), ("tomorrow", "Until tomorrow"),
+    ("resume", "Resume now"),
+)
+"""The Snooze submenu: (command for ``TrayCommands.snooze``, label)."""
 STALE_BEATS = 3
 """No good heartbeat for this many intervals counts as disconnected."""
 TOOLTIP_LIMIT = 120
@@ -77,6 +83,8 @@ def tooltip(snapshot: StatusSnapshot, now: float) -> str:
         state = "busy" if snapshot.current_job is not None else "idle"
     if snapshot.paused:
         state += ", paused"
+    elif snapshot.hold is not None:
+        state += f" — {snapshot.hold.text}"
     lines = [f"{TITLE}: {state}"]
     job = snapshot.current_job
     if job is not None:
@@ -160,6 +168,8 @@ class TrayCommands:
     open_window: Callable[[], None]
     toggle_pause: Callable[[], None]
     quit: Callable[[], None]
+    snooze: Callable[[str], None] = lambda _choice: None
+    """``1h``, ``4h``, ``tomorrow`` or ``resume`` (SNOOZE_CHOICES)."""
 
 
 class _NoNotifier:
@@ -359,6 +369,9 @@ class PystrayTray:
             menu = pystray.Menu(
                 pystray.MenuItem(OPEN_LABEL, self._on_open, default=True),
                 pystray.MenuItem(lambda _item: self._pause_text(), self._on_pause),
+                pystray.MenuItem(SNOOZE_LABEL, pystray.Menu(*(
+                    pystray.MenuItem(label, self._on_snooze(choice))
+                    for choice, label in SNOOZE_CHOICES))),
                 pystray.MenuItem(QUIT_LABEL, self._on_quit),
             )
             # The title (tooltip) is set once the icon is up: some backends apply only changes.
@@ -421,6 +434,12 @@ class PystrayTray:
 
     def _on_pause(self, _icon: Any, _item: Any) -> None:
         self.commands.toggle_pause()
+
+    def _on_snooze(self, choice: str) -> Callable[[Any, Any], None]:
+        def snooze(_icon: Any, _item: Any) -> None:
+            self.commands.snooze(choice)
+
+        return snooze
 
     def _on_quit(self, _icon: Any, _item: Any) -> None:
         self.commands.quit()

@@ -53,8 +53,8 @@ def xvfb() -> Iterator[dict[str, str]]:
 def _config(tmp: Path, url: str, **extra: object) -> Path:
     config = tmp / "config.toml"
     ConfigStore(config).update({"api_base_url": url, "bootstrap_token": TOKEN,
-                                "auto_update_enabled": False, "claim_interval_secs": 0.5,
-                                **extra})
+                                "auto_update_enabled": False,
+                                "protocol": "v1", "claim_interval_secs": 0.5, **extra})
     return config
 
 

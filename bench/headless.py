@@ -48,7 +48,8 @@ async def _worker_jobs_per_sec(url: str, jobs: int, **config: object) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         paths = _paths(Path(tmp))
         ConfigStore(paths.config_file).update({"api_base_url": url, "bootstrap_token": TOKEN,
-                                               "auto_update_enabled": False, **config})
+                                               "auto_update_enabled": False,
+                                               "protocol": "v1", **config})
         service = WorkerService(paths, engine_factory=lambda _c: SyntheticEngine(),
                                 vram_probe=lambda: 0.0, file_logging=False)
         done = asyncio.Event()
@@ -149,6 +150,7 @@ async def _pickup(samples: int, interval: float, bare: bool) -> list[float]:
             paths = _paths(Path(tmp))
             ConfigStore(paths.config_file).update({
                 "api_base_url": url, "bootstrap_token": TOKEN, "auto_update_enabled": False,
+                "protocol": "v1",
                 "claim_interval_secs": interval})
             service = WorkerService(paths, engine_factory=lambda _c: SyntheticEngine(),
                                     vram_probe=lambda: 0.0, file_logging=False)
@@ -254,7 +256,7 @@ def idle_headless(seconds: float = 60.0) -> list[Row]:
     with studio_process() as url, tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         ConfigStore(config).update({"api_base_url": url, "bootstrap_token": TOKEN,
-                                    "auto_update_enabled": False})
+                                    "auto_update_enabled": False, "protocol": "v1"})
         ours = subprocess.Popen([PY, "-m", "workerlib", "--config", str(config), "run"],
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bare = subprocess.Popen([PY, "-c", BARE_IDLE, url, TOKEN], stdout=subprocess.DEVNULL,
@@ -296,7 +298,7 @@ async def _first_heartbeat(runs: int) -> tuple[Stat, Stat]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         ConfigStore(config).update({"api_base_url": url, "bootstrap_token": TOKEN,
-                                    "auto_update_enabled": False})
+                                    "auto_update_enabled": False, "protocol": "v1"})
         for _ in range(runs):
             for which, stat in (("bare", bare), ("ours", ours)):
                 seen = len([r for r in studio.requests if r.endpoint == "heartbeat"])
@@ -353,7 +355,8 @@ LARGE = textwrap.dedent("""
             root = Path(tmp)
             paths = Paths(root / "c.toml", root / "l", root / "s", root / "x")
             ConfigStore(paths.config_file).update({"api_base_url": sys.argv[1],
-                "bootstrap_token": "bench-bootstrap-token", "auto_update_enabled": False})
+                "bootstrap_token": "bench-bootstrap-token", "auto_update_enabled": False,
+                "protocol": "v1"})
             svc = WorkerService(paths, engine_factory=lambda c: Big(), vram_probe=lambda: 0.0)
             await svc.open(); await svc.register()
             await svc.run_until_idle(timeout=120)

@@ -38,7 +38,7 @@ async def outage(seconds: float, mode: str) -> dict[str, object]:
         paths = Paths(root / "config.toml", root / "logs", root / "state", root / "cache")
         ConfigStore(paths.config_file).update({
             "api_base_url": proxy.url, "bootstrap_token": studio.bootstrap_token,
-            "auto_update_enabled": False})
+            "auto_update_enabled": False, "protocol": "v1"})
         service = WorkerService(paths, engine_factory=lambda _c: SyntheticEngine(),
                                 vram_probe=lambda: 0.0)
         await service.open()

@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.run [--quick] [--only overhead,pickup,...]
 
+`gpu-cpu` is bench/gpu.py's CPU form (a tiny pipeline); on a GPU run bench/gpu.py itself.
+
 Benchmarks report; they never gate CI. The machines are shared and noisy, so each
 figure stands next to a baseline measured in the same run, and the ratio is what
 counts.
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import headless
+from bench import gpu_cpu, headless
 from bench.common import ROOT, Row, machine
 
 BENCHES: dict[str, Callable[[bool], list[Row]]] = {
@@ -26,6 +28,7 @@ BENCHES: dict[str, Callable[[bool], list[Row]]] = {
     "idle": lambda quick: headless.idle_headless(seconds=10 if quick else 60),
     "startup": lambda quick: headless.startup(runs=2 if quick else 5),
     "large": lambda quick: [headless.large_result()],
+    "gpu-cpu": gpu_cpu.run,
 }
 
 

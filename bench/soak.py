@@ -77,6 +77,7 @@ async def soak(jobs: int) -> dict[str, object]:
             paths = Paths(root / "config.toml", root / "logs", root / "state", root / "cache")
             ConfigStore(paths.config_file).update({
                 "api_base_url": url, "bootstrap_token": TOKEN, "auto_update_enabled": False,
+                "protocol": "v1",
                 "claim_interval_secs": 0.5})
             service = WorkerService(paths, engine_factory=lambda _c: SyntheticEngine(),
                                     vram_probe=lambda: 0.0)

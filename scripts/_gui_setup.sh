@@ -12,6 +12,8 @@
 #                                            report delivery failures only through it
 #   dbus trayer xdotool                      the tray tests: a private session bus, a
 #                                            tray host under Xvfb, clicks on the menu
+#   libxss1                                  the X11 idle time (only_when_idle), read
+#                                            through libXss, tested under Xvfb + xdotool
 
 ensure_gui_system_packages() {
   ensure_apt libcairo2-dev pkg-config libglib2.0-dev \
@@ -20,5 +22,6 @@ ensure_gui_system_packages() {
     libmtdev1 xclip \
     libgirepository1.0-dev gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 \
     libdbus-1-dev \
-    dbus trayer xdotool
+    dbus trayer xdotool \
+    libxss1
 }

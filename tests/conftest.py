@@ -24,9 +24,9 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    from workerlib.runtime import loops
+    from workerlib.runtime import job
 
-    monkeypatch.setattr(loops, "RETRY_BASE_SECS", 0.01)
+    monkeypatch.setattr(job, "RETRY_BASE_SECS", 0.01)
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ async def make_service(
 
     async def factory(
         *, register: bool = True, engine: Any = None, name: str = "w", vram: float = 16.0,
+        policy_probes: Any = None, loop_options: dict[str, float] | None = None,
         **config: Any,
     ) -> WorkerService:
         root = tmp_path / name
@@ -66,6 +67,8 @@ async def make_service(
             "heartbeat_interval_secs": 0.2,
             "claim_interval_secs": 0.1,
             "auto_update_enabled": False,
+            # The v1 suites pin v1; the v2 suites (test_channel.py) ask for v2 or auto.
+            "protocol": "v1",
         }
         settings.update(config)
         if isinstance(engine, str):  # a config engine name rather than an instance
@@ -76,6 +79,8 @@ async def make_service(
             engine_factory=(lambda _c: engine) if engine is not None else (
                 lambda c: SyntheticEngine() if c.engine == "synthetic" else _factory(c)),
             vram_probe=lambda: vram,
+            policy_probes=policy_probes,
+            loop_options=loop_options,
         )
         services.append(service)
         await service.open()

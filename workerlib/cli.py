@@ -22,6 +22,9 @@ from workerlib.config import Config, ConfigStore, field_infos, get_value, mask_s
 from workerlib.errors import ConfigError, StudioAuthError, StudioError, WorkerError
 from workerlib.instance import InstanceLock, describe_holder
 from workerlib.paths import Paths, resolve_paths
+from workerlib.policy.gpu import GpuHealth
+from workerlib.policy.hold import clock_text
+from workerlib.policy.snooze import SnoozeStore, parse_duration, tomorrow_morning
 from workerlib.service import WorkerService
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -42,9 +45,15 @@ def console_handler() -> logging.Handler:
     return handler
 
 
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    sig for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+    if sig is not None)
+"""Each one stops the worker the same way (SIGHUP: the terminal or session went away)."""
+
+
 def install_signal_handlers(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop)
 
@@ -170,13 +179,21 @@ def cmd_status(paths: Paths) -> int:
     print(f"studio:     {config.api_base_url}")
     print(f"worker id:  {config.worker_id or '(not registered)'}")
     print(f"claiming:   {'enabled' if config.auto_enabled else 'paused'}")
+    snoozed = SnoozeStore(paths.snooze_file).active_until(time.time())
     print(f"engine:     {config.engine}")
     print(f"threshold:  {config.vram_threshold_gb:g} GiB")
     live = live_status(paths)
     if live is None:
+        if snoozed is not None:
+            print(f"snooze:     Snoozed until {clock_text(snoozed, time.time())}")
         print("worker:     not running")
         return EXIT_OK
     print(f"worker:     running (pid {live['pid']}) — {live['label']}")
+    hold = live.get("hold")
+    if isinstance(hold, dict):
+        print(f"holding:    {hold.get('text')}")
+    for gpu in live.get("gpus") or []:
+        print(f"gpu:        {GpuHealth.model_validate(gpu).describe()}")
     print(f"vram:       {float(live['vram_total_gb']):g} GiB detected")
     hb = live.get("last_heartbeat")
     if hb:
@@ -204,6 +221,49 @@ def cmd_update(paths: Paths, changes: dict[str, Any], message: str) -> int:
         store.load_or_create()
     store.update(changes)
     print(message)
+    return EXIT_OK
+
+
+def cmd_pause(paths: Paths, duration: str | None, until_tomorrow: bool) -> int:
+    """``pause``: until ``resume``; ``--for 2h`` / ``--until-tomorrow``: a snooze that lifts
+    by itself (kept in the state folder; a running worker picks it up within a second)."""
+    now = time.time()
+    if not duration and not until_tomorrow:
+        return cmd_update(paths, {"auto_enabled": False},
+                          "claiming paused until `studio-worker resume` (heartbeats go on)")
+    try:
+        until = tomorrow_morning(now) if until_tomorrow else now + parse_duration(duration or "")
+    except ValueError as exc:
+        _err(f"--for: {exc}")
+        return EXIT_USAGE
+    SnoozeStore(paths.snooze_file).snooze_until(until)
+    print(f"Snoozed until {clock_text(until, now)}: a running job finishes, no new one starts "
+          "(`studio-worker resume` ends it)")
+    return EXIT_OK
+
+
+def cmd_resume(paths: Paths) -> int:
+    """End a snooze and a pause; the other rules (schedule, games, ...) still apply."""
+    SnoozeStore(paths.snooze_file).clear()
+    if not _load(paths).auto_enabled:
+        ConfigStore(paths.config_file).update({"auto_enabled": True})
+    print("claiming resumed")
+    return EXIT_OK
+
+
+def cmd_stats(paths: Paths, as_json: bool) -> int:
+    from workerlib.stats import StatsStore, summarise, text_report
+
+    now = time.time()
+    if paths.stats_file.exists():
+        store = StatsStore(paths.stats_file)
+        try:
+            summary = store.summary(now)
+        finally:
+            store.close()
+    else:
+        summary = summarise([], now)
+    print(summary.model_dump_json(indent=2) if as_json else text_report(summary))
     return EXIT_OK
 
 
@@ -335,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show the settings and, when running, the live state")
     sub.add_parser("enable", help="resume claiming jobs (a running worker picks it up)")
     sub.add_parser("disable", help="pause claiming jobs (heartbeats go on)")
+    pause = sub.add_parser("pause", help="pause claiming: until `resume`, or for a while "
+                                         "(a running job finishes)")
+    when = pause.add_mutually_exclusive_group()
+    when.add_argument("--for", dest="duration", metavar="DURATION",
+                      help="snooze for a while, like 2h, 90m or 1h30m; survives a restart")
+    when.add_argument("--until-tomorrow", action="store_true",
+                      help="snooze until 08:00 tomorrow")
+    sub.add_parser("resume", help="end a pause or snooze")
+    stats = sub.add_parser("stats", help="the jobs this PC did (24 hours, 7 days)")
+    stats.add_argument("--json", action="store_true", help="print JSON")
     thr = sub.add_parser("set-threshold", help="largest job to accept, in GiB of VRAM")
     thr.add_argument("gb", type=float, metavar="GIB",
                      help="jobs estimated above this many GiB of VRAM are left to others "
@@ -389,6 +459,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "disable":
             return cmd_update(paths, {"auto_enabled": False},
                               "claiming paused (heartbeats go on)")
+        if command == "pause":
+            return cmd_pause(paths, args.duration, args.until_tomorrow)
+        if command == "resume":
+            return cmd_resume(paths)
+        if command == "stats":
+            return cmd_stats(paths, args.json)
         if command == "set-threshold":
             return cmd_update(paths, {"vram_threshold_gb": args.gb},
                               f"VRAM threshold set to {args.gb:g} GiB")

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import tomlkit
@@ -41,18 +41,33 @@ from workerlib.engines.settings import (
     SyntheticSettings,
 )
 from workerlib.errors import ConfigError
+from workerlib.policy.schedule import validate_schedule
+from workerlib.urls import is_loopback_url
 
-SECRET_KEYS: frozenset[str] = frozenset({"auth_token", "bootstrap_token"})
+SECRET_KEYS: frozenset[str] = frozenset(
+    {"auth_token", "bootstrap_token", "install_id", "registration_secret"}
+)
 GROUPS: tuple[str, ...] = (
     "Connection",
     "Worker",
+    "Politeness",
     "Engine",
     "Auto-update",
     "Models",
     "Notifications",
     "Background mode",
 )
+MAX_PROGRAMS = 100
+MAX_PROGRAM_CHARS = 200
 DEFAULT_FEED = "https://api.github.com/repos/minis-gg/studio-worker/releases"
+RUST_FEEDS: frozenset[str] = frozenset({
+    "https://api.github.com/repos/webbertakken/studio-worker/releases",
+    "https://api.github.com/repos/webbertakken/studio-worker/releases/latest",
+})
+"""The Rust worker's own release feeds: its releases are not ours to install."""
+RUST_ONLY_ENGINES: frozenset[str] = frozenset({"llama", "whisper", "image-candle", "video", "tts"})
+"""Engine names only the Rust worker has (see ``rust_engine_message``)."""
+PROTOCOLS: tuple[str, ...] = ("auto", "v1", "v2")
 
 
 def _field(default: Any, description: str, group: str, **kwargs: Any) -> Any:
@@ -85,6 +100,26 @@ class Config(BaseModel):
         "", "This worker's secret token, given by the studio at registration.", "Connection",
         secret=True,
     )
+    protocol: Literal["auto", "v1", "v2"] = _field(
+        "auto", "Studio protocol: auto (v2 channel when the studio has it, else v1 polling), "
+        "v1 (HTTP polling) or v2 (WebSocket channel). See docs/PROTOCOL.md.", "Connection",
+    )
+    install_id: str = _field(
+        "", "This installation's id for v2 registration requests (created on first use).",
+        "Connection", secret=True,
+    )
+    registration_request_id: str = _field(
+        "", "The pending v2 registration request, as the studio's operators see it (cleared "
+        "once approved). Not a secret: polling it needs registration_secret.", "Connection",
+    )
+    registration_secret: str = _field(
+        "", "Secret proving this PC made the pending v2 registration request.", "Connection",
+        secret=True,
+    )
+    ws_reconnect_attempts: int = _field(
+        0, "v2: give up after this many failed reconnects in a row (0 = never give up).",
+        "Connection", ge=0, le=1_000_000,
+    )
     vram_threshold_gb: float = _field(
         12.0, "Largest job (GiB of VRAM) this worker accepts.", "Worker", ge=0, le=4096
     )
@@ -108,6 +143,35 @@ class Config(BaseModel):
     shutdown_drain_secs: float = _field(
         5.0, "On quit, how long a running job may take to finish before it is handed back.",
         "Worker", ge=0, le=3600,
+    )
+    only_when_idle: bool = _field(
+        False, "Claim only while you are away: no keyboard or mouse input for idle_minutes "
+        "(X11, Windows, macOS; where it cannot tell, e.g. Wayland, it does not claim).",
+        "Politeness",
+    )
+    idle_minutes: float = _field(
+        5.0, "Minutes without keyboard or mouse input before you count as away "
+        "(only_when_idle).", "Politeness", ge=0.5, le=1440,
+    )
+    pause_while_running: list[str] = _field(
+        [], "Do not claim while one of these programs runs: names or globs, like "
+        "eldenring.exe or *.exe (checked every few seconds).", "Politeness",
+    )
+    pause_while_fullscreen: bool = _field(
+        False, "Do not claim while a full-screen app is in front (X11 and Windows).",
+        "Politeness",
+    )
+    schedule: list[str] = _field(
+        [], "Weekly windows when the worker may claim, local time, like "
+        "\"mon-fri 18:00-08:00\" or \"sat-sun all\"; empty: any time.", "Politeness",
+    )
+    max_gpu_temp_c: float = _field(
+        0.0, "Do not claim while a GPU is hotter than this (°C; resumes 5 °C below); "
+        "0: no limit.", "Politeness", ge=0, le=150,
+    )
+    max_gpu_power_w: float = _field(
+        0.0, "Do not claim while a GPU draws more than this (W; resumes 10% below); "
+        "0: no limit.", "Politeness", ge=0, le=5000,
     )
     engine: str = _field(
         "synthetic",
@@ -182,7 +246,22 @@ class Config(BaseModel):
             raise ValueError("must start with http:// or https:// followed by a host")
         return value
 
-    @field_validator("vram_threshold_gb", "heartbeat_interval_secs", "claim_interval_secs")
+    @field_validator("auto_update_feed")
+    @classmethod
+    def _our_feed(cls, value: str) -> str:
+        # A config taken over from the Rust worker names the Rust releases: never offer
+        # those as our updates.
+        return DEFAULT_FEED if value.strip().rstrip("/") in RUST_FEEDS else value
+
+    @field_validator("engine")
+    @classmethod
+    def _not_rust_only(cls, value: str) -> str:
+        if value.strip() in RUST_ONLY_ENGINES:
+            raise PydanticCustomError("rust_engine", rust_engine_message(value.strip()))
+        return value
+
+    @field_validator("vram_threshold_gb", "heartbeat_interval_secs", "claim_interval_secs",
+                     "idle_minutes", "max_gpu_temp_c", "max_gpu_power_w")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
@@ -196,11 +275,26 @@ class Config(BaseModel):
             raise ValueError("entries must not be empty")
         return value
 
+    @field_validator("pause_while_running")
+    @classmethod
+    def _program_names(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_PROGRAMS:
+            raise ValueError(f"at most {MAX_PROGRAMS} programs")
+        for item in value:
+            if not item.strip() or len(item) > MAX_PROGRAM_CHARS:
+                raise ValueError(f"{item[:40]!r}: each entry is a program name or glob of "
+                                 f"1 to {MAX_PROGRAM_CHARS} characters")
+        return [item.strip() for item in value]
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: list[str]) -> list[str]:
+        return validate_schedule(value)
+
     @model_validator(mode="after")
     def _https_unless_loopback(self) -> Config:
         parts = urlsplit(self.api_base_url)
-        host = (parts.hostname or "").lower()
-        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        loopback = is_loopback_url(self.api_base_url)
         if parts.scheme == "http" and not loopback and not self.allow_insecure_http:
             raise PydanticCustomError(
                 "insecure_url",
@@ -211,6 +305,13 @@ class Config(BaseModel):
 
     def is_registered(self) -> bool:
         return bool(self.worker_id and self.auth_token)
+
+
+def rust_engine_message(name: str) -> str:
+    """One line saying what to change when a Rust-worker config names a Rust-only engine."""
+    return (f"engine = \"{name}\" is an engine of the Rust worker that this worker does not "
+            "have; set engine to one of synthetic, gradio, a1111, comfyui, diffusers or multi "
+            "(see the README's engine section)")
 
 
 @dataclass(frozen=True)
@@ -224,6 +325,8 @@ class FieldInfo:
 
 
 def _type_name(annotation: Any) -> str:
+    if getattr(annotation, "__origin__", None) is Literal:
+        return "one of " + ", ".join(str(a) for a in annotation.__args__)
     text = str(annotation)
     if text.startswith("list"):
         return "list of strings"

@@ -19,6 +19,8 @@ from workerlib.runtime.state import Event, FinishedJob
 from workerlib.service import WorkerService
 
 DEMO_JOB_SECS = 0.3
+DEMO_SNOOZE_SECS = 1.5
+"""The demo's politeness step: a short snooze holds claiming, then lifts by itself."""
 
 
 def demo_jobs(count: int) -> Iterator[tuple[str, dict[str, Any] | None, dict[str, Any]]]:
@@ -74,6 +76,26 @@ async def prepare(root: Path, jobs: int) -> tuple[DevStudio, Paths]:
     return studio, paths
 
 
+def show_a_rule_holding(service: WorkerService, print_fn: Callable[[str], None]) -> None:
+    """Snooze the worker briefly before it starts: no job starts until the rule lifts.
+
+    Prints when it holds and when it lifts (seen through the facade's status events).
+    """
+    hold = service.snooze(DEMO_SNOOZE_SECS)
+    if hold is None:
+        return
+    print_fn(f"rule holding: {hold.text} (a {DEMO_SNOOZE_SECS:g} s snooze; no job starts "
+             "meanwhile)")
+    unsubscribe: Callable[[], None] | None = None
+
+    def on_event(event: Event) -> None:
+        if event.kind == "status" and service.policy.hold_reason() is None and unsubscribe:
+            unsubscribe()
+            print_fn("rule lifted: the snooze is over; claiming resumes")
+
+    unsubscribe = service.subscribe(on_event)
+
+
 def describe(job: FinishedJob, studio: DevStudio) -> str:
     record = studio.jobs.get(job.job_id)
     detail = ""
@@ -111,6 +133,7 @@ async def run_headless_demo(jobs: int, print_fn: Callable[[str], None] = print) 
         try:
             await service.open()
             await service.register()
+            show_a_rule_holding(service, print_fn)
             await service.start()
             await asyncio.wait_for(all_done.wait(), timeout=60 + jobs * 5)
         except TimeoutError:

@@ -46,6 +46,12 @@ class StudioError(WorkerError):
         super().__init__(message)
         self.operation = operation
 
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: the studio was unreachable, busy, broken or redirected us,
+        rather than refusing (a 4xx)."""
+        return True
+
 
 class StudioUnreachable(StudioError):
     title = "Studio unreachable"
@@ -57,6 +63,10 @@ class StudioHTTPError(StudioError):
         super().__init__(operation, f"{operation} failed: {status} {reason}{detail}")
         self.status = status
         self.body = body
+
+    @property
+    def transient(self) -> bool:
+        return 300 <= self.status < 400 or self.status >= 500 or self.status in (408, 425, 429)
 
 
 class StudioAuthError(StudioHTTPError):

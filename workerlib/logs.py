@@ -2,28 +2,46 @@
 
 Every handler goes through ``Redactor`` first, so a secret that somehow reaches a
 log call (an exception text quoting a header, a URL with a token) is replaced
-before any handler formats it.
+before any handler formats it. The same filter escapes control characters in the
+values logged (a job id cannot clear the terminal or forge a line) and caps their
+length, so one record is at most MAX_ENTRY_CHARS; the ship queue is capped in entries
+and in bytes.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
-import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from workerlib.wire import LogEntry, LogLevel
+from workerlib.sanitize import (
+    REDACTED,
+    display,
+    escape_controls,
+    redact,
+    remember_secrets,
+    truncate,
+)
+from workerlib.wire import MAX_ID_CHARS, LogEntry, LogLevel
 
 ROOT_LOGGER = "workerlib"
 UI_RING_SIZE = 1000
 SHIP_QUEUE_SIZE = 5000
-REDACTED = "[redacted]"
-_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+__all__ = ["REDACTED", "LogLine", "LogRing", "Redactor", "ShipQueue", "WorkerLogHandler",
+           "get_logger", "iso_millis", "level_name", "make_file_handler"]
+SHIP_QUEUE_BYTES = 8 * 1024 * 1024
+"""The ship queue holds at most this much text (oldest dropped, counted)."""
+SHIP_BATCH_BYTES = 1024 * 1024
+MAX_ARG_CHARS = 1000
+"""One value in a log call (a job id, a studio error): longer ones are cut."""
+MAX_ENTRY_CHARS = 8000
+"""One whole entry (message plus traceback)."""
 
 
 def get_logger(category: str) -> logging.Logger:
@@ -46,7 +64,8 @@ def level_name(levelno: int) -> LogLevel:
 
 
 class Redactor(logging.Filter):
-    """Replaces every known secret (and any bearer token) in a record, in place."""
+    """Makes a record safe before any handler formats it: secrets (and any bearer token)
+    redacted, control characters in the logged values escaped, lengths capped."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,28 +73,42 @@ class Redactor(logging.Filter):
         self._lock = threading.Lock()
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        # Very short values would redact ordinary words; real tokens are long.
+        values = list(secrets)
+        remember_secrets(values)
         with self._lock:
-            self._secrets = frozenset(s for s in secrets if s and len(s) >= 4)
+            self._secrets = frozenset(s for s in values if s and len(s) >= 4)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return _BEARER.sub(rf"\g<1>{REDACTED}", text)
+        return redact(text, self._secrets)
+
+    @staticmethod
+    def _arg(value: Any) -> Any:
+        if isinstance(value, str | BaseException):
+            return truncate(escape_controls(str(value)), MAX_ARG_CHARS)
+        return value
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_redacted", False):
             return True
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(self._arg(a) for a in args)
+        elif args is not None and not isinstance(args, Mapping):
+            record.args = (self._arg(args),)
         message = record.getMessage()
-        record.msg = self.redact(message)
+        record.msg = truncate(escape_controls(self.redact(message), keep_newlines=True),
+                              MAX_ENTRY_CHARS)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
+            record.exc_text = truncate(escape_controls(self.redact(record.exc_text),
+                                                       keep_newlines=True), MAX_ENTRY_CHARS)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
+        job_id = getattr(record, "job_id", None)
+        if isinstance(job_id, str):
+            record.job_id = display(job_id, MAX_ID_CHARS)
         record._redacted = True
         return True
 
@@ -104,11 +137,23 @@ class LogLine:
 class ShipQueue:
     """Bounded queue of entries waiting to be shipped; oldest dropped, counted."""
 
-    def __init__(self, capacity: int = SHIP_QUEUE_SIZE) -> None:
+    def __init__(self, capacity: int = SHIP_QUEUE_SIZE, max_bytes: int = SHIP_QUEUE_BYTES
+                 ) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._items: deque[LogEntry] = deque()
+        self._bytes = 0
         self._dropped = 0
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(entry: LogEntry) -> int:
+        # What the entry costs on the wire, near enough (no re-encoding on the hot path).
+        return 80 + len(entry.message) + len(entry.category) + len(entry.job_id or "")
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._items)
@@ -118,13 +163,16 @@ class ShipQueue:
         return self._dropped
 
     def put(self, entry: LogEntry) -> None:
+        size = self._size(entry)
         with self._lock:
-            if len(self._items) >= self.capacity:
-                self._items.popleft()
+            while self._items and (len(self._items) >= self.capacity or
+                                   self._bytes + size > self.max_bytes):
+                self._bytes -= self._size(self._items.popleft())
                 self._dropped += 1
             self._items.append(entry)
+            self._bytes += size
 
-    def take(self, limit: int = 500) -> list[LogEntry]:
+    def take(self, limit: int = 500, max_bytes: int = SHIP_BATCH_BYTES) -> list[LogEntry]:
         with self._lock:
             batch: list[LogEntry] = []
             if self._dropped:
@@ -137,8 +185,14 @@ class ShipQueue:
                     )
                 )
                 self._dropped = 0
+            taken = 0
             while self._items and len(batch) < limit:
+                size = self._size(self._items[0])
+                if batch and taken + size > max_bytes:
+                    break
                 batch.append(self._items.popleft())
+                self._bytes -= size
+                taken += size
             return batch
 
     def put_back(self, batch: list[LogEntry]) -> None:
@@ -146,8 +200,17 @@ class ShipQueue:
         with self._lock:
             room = self.capacity - len(self._items)
             keep = batch[-room:] if room > 0 else []
-            self._dropped += len(batch) - len(keep)
-            self._items.extendleft(reversed(keep))
+            budget = self.max_bytes - self._bytes
+            kept: list[LogEntry] = []
+            for entry in reversed(keep):
+                size = self._size(entry)
+                if size > budget:
+                    break
+                budget -= size
+                kept.append(entry)
+            self._dropped += len(batch) - len(kept)
+            self._items.extendleft(kept)
+            self._bytes += sum(self._size(e) for e in kept)
 
 
 class LogRing:

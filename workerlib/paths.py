@@ -39,6 +39,16 @@ class Paths:
     def journal_file(self) -> Path:
         return self.state_dir / "inflight.json"
 
+    @property
+    def snooze_file(self) -> Path:
+        """A snooze ("pause for 2 h"): state, not config, so it survives a restart."""
+        return self.state_dir / "snooze.json"
+
+    @property
+    def stats_file(self) -> Path:
+        """Every finished job, for the Stats tab and ``studio-worker stats``."""
+        return self.state_dir / "stats.sqlite3"
+
 
 def resolve_paths(config_override: str | os.PathLike[str] | None = None) -> Paths:
     """Resolve the paths: ``--config`` beats ``STUDIO_WORKER_CONFIG`` beats platformdirs.

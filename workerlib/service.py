@@ -16,7 +16,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -26,7 +26,7 @@ from workerlib.api import Registration, StudioClient
 from workerlib.config import SECRET_KEYS, Config, ConfigStore
 from workerlib.engines import EngineConfigError, build_engine
 from workerlib.engines.base import Engine
-from workerlib.errors import ConfigError, StudioError, StudioHTTPError
+from workerlib.errors import ConfigError
 from workerlib.logs import (
     ROOT_LOGGER,
     LogLine,
@@ -38,9 +38,11 @@ from workerlib.logs import (
     make_file_handler,
 )
 from workerlib.paths import Paths
-from workerlib.runtime import loops as loops_mod
-from workerlib.runtime.journal import RESTARTED_REASON, Journal
-from workerlib.runtime.loops import REPORT_ATTEMPTS, WorkerLoops
+from workerlib.policy import Hold, Policy, PolicyProbes, SnoozeStore
+from workerlib.policy.snooze import SNOOZE_PRESETS, tomorrow_morning
+from workerlib.runtime.journal import Journal
+from workerlib.runtime.loops import SHUTDOWN_GRACE_SECS, WorkerLoops
+from workerlib.runtime.registration import register_with_token, reset_changes
 from workerlib.runtime.state import (
     Event,
     FinishedJob,
@@ -50,7 +52,7 @@ from workerlib.runtime.state import (
     WorkerState,
     state_label,
 )
-from workerlib.runtime.timing import Backoff
+from workerlib.stats import StatsStore, StatsSummary
 from workerlib.update import check_for_update
 from workerlib.updater import (
     UpdateError,
@@ -104,8 +106,12 @@ class WorkerService:
         vram_probe: Callable[[], float] | None = None,
         console: logging.Handler | None = None,
         file_logging: bool = True,
+        policy_probes: PolicyProbes | None = None,
+        loop_options: Mapping[str, float] | None = None,
     ) -> None:
         self.paths = paths
+        self.loop_options = dict(loop_options or {})
+        """Knobs handed to every ``WorkerLoops`` (re-probe interval, idle limit...)."""
         self.store = ConfigStore(paths.config_file)
         self.journal = Journal(paths.journal_file)
         self._engine_factory = engine_factory or _default_engine_factory
@@ -137,6 +143,10 @@ class WorkerService:
         self._bad_config_stamp: str | None = None
         self._in_listener_error = False
         self._status_published = 0.0
+        self.policy = Policy(lambda: self.config, SnoozeStore(paths.snooze_file), policy_probes,
+                             self._policy_changed)
+        self.stats = StatsStore(paths.stats_file)
+        self.subscribe(self._record_stats)
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -150,6 +160,12 @@ class WorkerService:
         if self._client is None:
             raise RuntimeError("the service is not open yet")
         return self._client
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the service is not open yet")
+        return self._session
 
     @property
     def engine(self) -> Engine:
@@ -213,21 +229,28 @@ class WorkerService:
     async def start(self, *, until_idle: bool = False) -> WorkerLoops:
         await self.open()
         if self.loops is None:
-            self.loops = WorkerLoops(self, until_idle=until_idle)
+            await self.policy.start()
+            self.loops = self._new_loops(until_idle)
             self.loops.start()
         return self.loops
+
+    def _new_loops(self, until_idle: bool) -> WorkerLoops:
+        return WorkerLoops(self, until_idle=until_idle, **self.loop_options)
 
     async def stop(self, drain_secs: float = DEFAULT_DRAIN_SECS) -> None:
         loops, self.loops = self.loops, None
         if loops is not None:
             await loops.stop(drain_secs)
+        await self.policy.stop()
         self.publish_status_file(running=False)
 
     async def close(self, drain_secs: float = DEFAULT_DRAIN_SECS) -> None:
         await self.stop(drain_secs)
+        self.policy.close()
+        self.stats.close()
         if self._engine is not None:
             with contextlib.suppress(Exception):
-                await self._engine.close()
+                await asyncio.wait_for(self._engine.close(), SHUTDOWN_GRACE_SECS)
             self._engine = None
         if self._session is not None:
             await self._session.close()
@@ -255,7 +278,7 @@ class WorkerService:
         await self.rebuild_engine()
         if loops is None and not start_if_stopped:
             return
-        self.loops = WorkerLoops(self, until_idle=until_idle)
+        self.loops = self._new_loops(until_idle)
         self.loops.start()
         log.info("worker loops restarted (engine %s)", self.engine.name)
 
@@ -326,6 +349,45 @@ class WorkerService:
         self.save_config({"auto_enabled": not paused})
         log.info("claiming %s", "paused" if paused else "resumed")
 
+    def snooze(self, seconds: float | None = None, *, until: float | None = None) -> Hold | None:
+        """Stop claiming for ``seconds`` (or until ``until``); kept across restarts."""
+        end = until if until is not None else self.policy.clock() + float(seconds or 0)
+        hold = self.policy.snooze_until(end)
+        log.info("snoozed: no new jobs until %s", time.strftime("%Y-%m-%d %H:%M",
+                                                                time.localtime(end)))
+        return hold
+
+    def snooze_preset(self, preset: str) -> Hold | None:
+        """The tray's and Status tab's choices: ``1h``, ``4h`` or ``tomorrow``."""
+        if preset == "tomorrow":
+            return self.snooze(until=tomorrow_morning(self.policy.clock()))
+        return self.snooze(SNOOZE_PRESETS[preset])
+
+    def stats_summary(self, now: float | None = None) -> StatsSummary:
+        """Jobs per hour (24 h) and per day (7 days), by kind and model, from the store."""
+        return self.stats.summary(now)
+
+    def resume(self) -> Hold | None:
+        """End a snooze and a manual pause; returns a rule that still holds, if any."""
+        if not self.config.auto_enabled:
+            self.set_paused(False)
+        return self.policy.resume()
+
+    def _policy_changed(self, major: bool) -> None:
+        if major and self.loops is not None:
+            # Claim as soon as a rule lifts; tell the studio at once (autoEnabled).
+            self.loops.wake.set()
+            self.loops.heartbeat_now.set()
+        self._emit(Event("status"))
+        if major:
+            self.publish_status_file(force=True)
+
+    def _record_stats(self, event: Event) -> None:
+        if event.kind == "finished" and isinstance(event.data, FinishedJob):
+            job = event.data
+            self.stats.record(job.job_id, job.kind, job.model, job.outcome, job.duration_secs,
+                              job.finished_at)
+
     # -- studio operations ---------------------------------------------------------------
     def capabilities(self) -> Capabilities:
         config = self.config
@@ -336,10 +398,15 @@ class WorkerService:
             engine=config.engine,
             vram_total_gb=self.state.vram_total_gb,
             vram_threshold_gb=config.vram_threshold_gb,
-            auto_enabled=config.auto_enabled,
+            # A politeness rule that holds claiming reads as "not enabled" to the studio.
+            auto_enabled=config.auto_enabled and self.policy.hold_reason() is None,
             auto_start=config.auto_start,
             models_per_kind=self.engine.models_per_kind(),
             override=config.supported_models_override,
+            auto_update=config.auto_update_enabled,
+            start_minimised=config.start_minimised,
+            only_when_idle=config.only_when_idle,
+            user_presence=self.policy.user_presence(),
         )
 
     async def register(
@@ -362,97 +429,16 @@ class WorkerService:
         if not token:
             raise ConfigError(self.paths.config_file, "no bootstrap token to register with",
                               key="bootstrap_token")
-        assert self._session is not None
-        client = StudioClient(self._session, url)
-        registration = await client.register(
-            token, self.capabilities(), self.config.worker_id or None
-        )
-        changes.update(worker_id=registration.worker_id, auth_token=registration.auth_token)
-        self.save_config(changes)
+        return await register_with_token(self, StudioClient(self.http, url), token,
+                                         also_save=changes)
+
+    def reset_registration(self) -> None:
+        """Forget this worker's registration (``register --reset``, Start over)."""
+        self.save_config(reset_changes())
+        self.state.set_approval(None)
         self.state.set_unauthorised(False)
         self.state.set_error(None)
-        get_logger("register").info("registered with %s as worker %s", url,
-                                    registration.worker_id)
-        return registration
-
-    async def report_fail(self, job_id: str, error: str, *, retryable: bool) -> None:
-        """Tell the studio a job failed; kept in the journal until the studio has it."""
-        error = self.redactor.redact(error)[:2000]
-        self.journal.pending_fail(job_id, error, retryable)
-        backoff = Backoff(base=loops_mod.RETRY_BASE_SECS, cap=4 * loops_mod.RETRY_BASE_SECS)
-        delivered = False
-        for attempt in range(1, REPORT_ATTEMPTS + 1):
-            config = self.config
-            try:
-                await self.client.fail(config.worker_id, config.auth_token, job_id, error,
-                                       retryable)
-            except StudioError as exc:
-                if isinstance(exc, StudioHTTPError) and 400 <= exc.status < 500 and \
-                        exc.status not in (408, 429):
-                    get_logger("fail").error("the studio refused the fail report of job %s: %s",
-                                             job_id, exc, extra={"job_id": job_id})
-                    delivered = True
-                    break
-                if attempt == REPORT_ATTEMPTS:
-                    get_logger("fail").warning(
-                        "could not report job %s as failed yet (%s); will retry", job_id, exc,
-                        extra={"job_id": job_id})
-                    break
-                await asyncio.sleep(backoff.next_delay())
-            else:
-                delivered = True
-                get_logger("fail").info("job %s reported as failed (%s): %s", job_id,
-                                        "retryable" if retryable else "not retryable", error,
-                                        extra={"job_id": job_id})
-                break
-        if delivered:
-            self.journal.done(job_id)
-        finished = self.state.job_finished(job_id, "failed", error, retryable)
-        cooldown = self.config.failure_cooldown_secs
-        if finished is not None and cooldown > 0 and \
-                self.state.consecutive_failures >= loops_mod.FAILURES_BEFORE_COOLDOWN:
-            log.warning("%d jobs failed in a row: not claiming for %g s",
-                        self.state.consecutive_failures, cooldown)
-            self.state.start_cooldown(cooldown)
-
-    async def check_backend(self) -> str | None:
-        """Ask the engine whether its backend answers; claiming waits while it does not."""
-        engine = self.engine
-        try:
-            problem = await engine.check()
-        except Exception as exc:  # a broken check must not stop the worker
-            problem = f"the {engine.name} engine could not be checked: {exc}"
-        before = self.state.backend_problem
-        if problem != before:
-            if problem is not None:
-                log.warning("not claiming: %s", problem)
-            else:
-                log.info("the %s engine answers again; claiming resumes", engine.name)
-        self.state.set_backend_problem(problem)
-        return problem
-
-    async def report_journal(self) -> None:
-        """Report jobs left in the journal (a crash, or a fail not yet delivered)."""
-        current = self.state.current_job.job_id if self.state.current_job else None
-        config = self.config
-        if not config.is_registered():
-            return
-        for entry in self.journal.entries():
-            if entry.job_id == current:
-                continue
-            error = entry.error or RESTARTED_REASON
-            try:
-                await self.client.fail(config.worker_id, config.auth_token, entry.job_id, error,
-                                       entry.retryable)
-            except StudioError as exc:
-                if isinstance(exc, StudioHTTPError) and 400 <= exc.status < 500 and \
-                        exc.status not in (408, 429):
-                    get_logger("fail").warning("dropping journaled job %s: %s", entry.job_id, exc)
-                    self.journal.done(entry.job_id)
-                continue
-            get_logger("fail").info("reported job %s as failed: %s", entry.job_id, error,
-                                    extra={"job_id": entry.job_id})
-            self.journal.done(entry.job_id)
+        get_logger("register").info("registration reset: this PC will ask the studio again")
 
     async def check_update(self) -> UpdateInfo:
         assert self._session is not None
@@ -486,6 +472,7 @@ class WorkerService:
                                       heartbeat_interval=config.heartbeat_interval_secs)
         busy = state.current_job is not None
         paused = not config.auto_enabled
+        hold = self.policy.hold_reason()
         return StatusSnapshot(
             version=__version__,
             worker_id=config.worker_id,
@@ -494,7 +481,8 @@ class WorkerService:
             connection=connection,
             label=state_label(connection, paused=paused, busy=busy,
                               backend_down=state.backend_problem is not None,
-                              cooling_down=state.cooldown_until is not None),
+                              cooling_down=state.cooldown_until is not None,
+                              held=hold is not None, approval=state.approval),
             paused=paused,
             busy=busy,
             current_job=state.current_job,
@@ -516,6 +504,11 @@ class WorkerService:
             pid=os.getpid(),
             config_path=str(self.paths.config_file),
             log_file=str(self.paths.log_file),
+            hold=hold,
+            gpus=self.policy.gpus(),
+            user_presence=self.policy.user_presence(),
+            approval=state.approval,
+            protocol=state.protocol,
             vram_source=state.vram_source,
         )
 

@@ -1,4 +1,7 @@
-"""Update checks against a GitHub Releases feed (STUDIO_API.md §6). Check only."""
+"""Update checks against a GitHub Releases feed (STUDIO_API.md §6). Check only.
+
+Installing is :mod:`workerlib.updater`'s job; fetching is :mod:`workerlib.update_fetch`'s.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,15 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from workerlib import __version__
-from workerlib.api import USER_AGENT
 from workerlib.runtime.state import UpdateInfo
+from workerlib.update_fetch import UpdateError, check_url_allowed, fetch_small
+
+__all__ = ["Release", "Version", "check_for_update", "check_url_allowed", "fetch_latest",
+           "parse_version", "pick_latest"]
 
 _TAG = re.compile(r"^(?:studio-worker-)?v?(\d+)\.(\d+)\.(\d+)(?:[-+.]?([0-9A-Za-z.-]+))?$")
 MAX_FEED_BYTES = 5 * 1024 * 1024
@@ -39,18 +44,6 @@ def parse_version(tag: str) -> Version | None:
     major, minor, patch, pre = match.groups()
     text = f"{int(major)}.{int(minor)}.{int(patch)}" + (f"-{pre}" if pre else "")
     return Version(int(major), int(minor), int(patch), (0, pre) if pre else (1, ""), text)
-
-
-def is_loopback_url(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in {"localhost", "::1"} or host.startswith("127.")
-
-
-def check_url_allowed(url: str) -> None:
-    scheme = urlsplit(url).scheme
-    if scheme == "https" or (scheme == "http" and is_loopback_url(url)):
-        return
-    raise ValueError(f"update feed must use https (got {url!r})")
 
 
 @dataclass(frozen=True)
@@ -82,6 +75,20 @@ def pick_latest(feed: Any, *, allow_prerelease: bool) -> Release | None:
     return best
 
 
+async def fetch_latest(
+    session: aiohttp.ClientSession, feed_url: str, *, allow_prerelease: bool
+) -> Release | None:
+    """The newest usable release in the feed (drafts and unparsable tags skipped).
+
+    Read to its end (bounded), redirects followed by hand, each hop https-only."""
+    body = await fetch_small(session, feed_url, MAX_FEED_BYTES, "the update feed",
+                             accept="application/vnd.github+json")
+    try:
+        return pick_latest(json.loads(body), allow_prerelease=allow_prerelease)
+    except (ValueError, RecursionError) as exc:
+        raise UpdateError("the update feed is not valid JSON") from exc
+
+
 async def check_for_update(
     session: aiohttp.ClientSession,
     feed_url: str,
@@ -93,23 +100,9 @@ async def check_for_update(
     current_version = parse_version(current)
     try:
         check_url_allowed(feed_url)
-        async with session.get(
-            feed_url,
-            headers={"Accept": "application/vnd.github+json", "User-Agent": USER_AGENT},
-            timeout=aiohttp.ClientTimeout(total=60),
-        ) as resp:
-            if resp.status != 200:
-                return UpdateInfo(checked_at=now, current=current,
-                                  error=f"feed answered {resp.status} {resp.reason or ''}".strip())
-            body = await resp.content.read(MAX_FEED_BYTES + 1)
-        if len(body) > MAX_FEED_BYTES:
-            return UpdateInfo(checked_at=now, current=current, error="feed is too large")
-        latest = pick_latest(json.loads(body), allow_prerelease=allow_prerelease)
-    except ValueError as exc:
+        latest = await fetch_latest(session, feed_url, allow_prerelease=allow_prerelease)
+    except (ValueError, UpdateError) as exc:
         return UpdateInfo(checked_at=now, current=current, error=str(exc))
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return UpdateInfo(checked_at=now, current=current,
-                          error=f"feed could not be reached ({type(exc).__name__})")
     if latest is None:
         return UpdateInfo(checked_at=now, current=current)
     available = current_version is None or latest.version > current_version

@@ -31,6 +31,14 @@ class StatusScreen(TabScreen):
         self.vm.toggle_pause()
         self.refresh()
 
+    def snooze(self, preset: str) -> None:
+        self.vm.snooze(preset)
+        self.refresh()
+
+    def resume_now(self) -> None:
+        self.vm.resume_now()
+        self.refresh()
+
     def start_worker(self) -> None:
         self.app.run_task(self.vm.start(), self.refresh)
 

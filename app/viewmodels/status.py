@@ -34,6 +34,9 @@ class StatusView:
     register_hint: str = ""
     register_error: str = ""
     registering: bool = False
+    gpu: str = ""
+    """GPU health, one line per GPU; empty without an NVIDIA GPU (the row is hidden)."""
+    snoozed: bool = False
 
 
 def coarse_ago(timestamp: float, now: float) -> str:
@@ -87,6 +90,18 @@ def problems(snapshot: StatusSnapshot, now: float) -> list[str]:
     return found
 
 
+def gpu_text(snapshot: StatusSnapshot) -> str:
+    return "\n".join(gpu.describe() for gpu in snapshot.gpus)
+
+
+def badge_text(snapshot: StatusSnapshot) -> str:
+    """The label, or the politeness rule that holds claiming, named with when it lifts."""
+    hold = snapshot.hold
+    if hold is not None and snapshot.label == "Paused" and not snapshot.paused:
+        return hold.text
+    return snapshot.label
+
+
 def current_job_text(snapshot: StatusSnapshot, now: float) -> str:
     job = snapshot.current_job
     if job is None:
@@ -127,7 +142,7 @@ class StatusViewModel:
         return StatusView(
             worker_id=snapshot.worker_id or "(not registered)",
             studio_url=snapshot.api_base_url,
-            badge=snapshot.label if running or not snapshot.registered else "Stopped",
+            badge=badge_text(snapshot) if running or not snapshot.registered else "Stopped",
             badge_tone=BADGE_TONES.get(snapshot.label, "muted") if running else "muted",
             heartbeat=heartbeat,
             heartbeat_tone=heartbeat_tone,
@@ -146,6 +161,8 @@ class StatusViewModel:
             register_hint=hint,
             register_error=self.register_error,
             registering=self.registering,
+            gpu=gpu_text(snapshot),
+            snoozed=snapshot.hold is not None and snapshot.hold.rule == "snooze",
         )
 
     # -- commands ---------------------------------------------------------------------------
@@ -154,6 +171,23 @@ class StatusViewModel:
             # auto_enabled means "claiming": pausing is turning it off.
             self.service.set_paused(self.service.config.auto_enabled)
         except Exception as exc:  # a locked or unwritable config must not crash the window
+            self.problem = describe_error(exc)
+        else:
+            self.problem = ""
+
+    def snooze(self, preset: str) -> None:
+        """``1h``, ``4h`` or ``tomorrow``: no new job until then (kept across restarts)."""
+        try:
+            self.service.snooze_preset(preset)
+        except Exception as exc:  # an unwritable state folder must not crash the window
+            self.problem = describe_error(exc)
+        else:
+            self.problem = ""
+
+    def resume_now(self) -> None:
+        try:
+            self.service.resume()
+        except Exception as exc:
             self.problem = describe_error(exc)
         else:
             self.problem = ""

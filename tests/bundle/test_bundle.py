@@ -264,7 +264,7 @@ async def test_the_bundle_has_a_tray_menu_and_sends_notifications(
     pytest.importorskip("dbus_fast", reason="the fake notification service needs dbus-fast")
     from app.tray import COLOURS
     from tests.gui.dbus_session import FakeNotificationService
-    from tests.gui.test_app_desktop import OPEN, PAUSE, QUIT
+    from tests.gui.test_app_desktop import ITEMS, OPEN, PAUSE, QUIT
 
     desk = xdesktop.XDesktop(tmp_path / "desktop")
     notifications = FakeNotificationService(desk.bus.address)
@@ -286,10 +286,10 @@ async def test_the_bundle_has_a_tray_menu_and_sends_notifications(
                             "the gtk tray icon")
             await studio.wait_for(lambda: len(studio.workers) == 1, timeout=30)
             # Pause claiming from the menu: the setting is saved.
-            await desk.choose(PAUSE)
+            await desk.choose(PAUSE, ITEMS)
             await desk.wait(lambda: ConfigStore(config).load().auto_enabled is False, 10,
                             "the pause")
-            await desk.choose(PAUSE)
+            await desk.choose(PAUSE, ITEMS)
             await desk.wait(lambda: ConfigStore(config).load().auto_enabled is True, 10,
                             "the resume")
             # A finished job: a desktop notification over D-Bus.
@@ -301,9 +301,9 @@ async def test_the_bundle_has_a_tray_menu_and_sends_notifications(
             # Open Window shows it; Quit ends the program.
             window = await desk.wait(lambda: desk.window_named("Studio Worker"), 10,
                                      "the window")
-            await desk.choose(OPEN)
+            await desk.choose(OPEN, ITEMS)
             await desk.wait(lambda: desk.viewable(window), 10, "the window to open")
-            await desk.choose(QUIT)
+            await desk.choose(QUIT, ITEMS)
             assert await asyncio.wait_for(proc.wait(), 30) == 0
         except BaseException:
             if proc.returncode is None:

@@ -213,6 +213,13 @@ class FakeTray:
         thread.join()
 
 
+    def snooze(self, choice: str) -> None:
+        """The Snooze submenu's items (``1h``, ``4h``, ``tomorrow``, ``resume``)."""
+        thread = threading.Thread(target=self.commands.snooze, args=(choice,))
+        thread.start()
+        thread.join()
+
+
 def fake_tray(works: bool = True) -> Callable[[TrayCommands], FakeTray]:
     """A ``tray_factory`` for ``start_gui``; the app's tray is then ``pilot.app.tray``."""
     return lambda commands: FakeTray(commands, works=works)

@@ -3,7 +3,7 @@
 Run as ``python -m tests.gui.shots OUT_DIR``: under Xvfb (``xvfb-run -a -s "-screen 0
 980x700x24"``) it grabs the X screen, which holds exactly the window; without a
 display it uses SDL's offscreen driver and ``Window.screenshot()``. It writes
-``{status,jobs,config,logs,about}.png`` and a JSON report (the texts readable on
+``{status,jobs,stats,config,logs,about}.png`` and a JSON report (the texts readable on
 each tab, for the test to check) when a report path is given.
 """
 
@@ -14,10 +14,11 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-TABS = ("status", "jobs", "config", "logs", "about")
+TABS = ("status", "jobs", "stats", "config", "logs", "about")
 TOKEN = "boot-SHOT-4e1b7c9a2f"
 FEED_VERSION = "0.9.0"
 
@@ -50,6 +51,30 @@ async def _feed() -> tuple[Any, str]:
     await site.start()
     port = runner.addresses[0][1]
     return runner, f"http://127.0.0.1:{port}/releases"
+
+
+def seed_history(paths: Any, now: float) -> None:
+    """A week of earlier demo runs in the stats store, recorded as the worker records them,
+    so the Stats chart has a history; the last minutes come from this run's jobs. The PC
+    is lent mostly in the evening and at night, as a polite schedule would have it."""
+    import random
+
+    from workerlib.demo import demo_jobs
+    from workerlib.stats import StatsStore
+
+    rng = random.Random(15)
+    mix = [(model, (task or {"kind": "image"})["kind"]) for model, task, _ in demo_jobs(5)]
+    secs = {"image": 6.0, "llm": 2.5, "audio_stt": 1.5, "audio_tts": 1.0, "video": 9.0}
+    store = StatsStore(paths.stats_file)
+    for hours_ago in range(1, 24 * 7):
+        at = now - hours_ago * 3600
+        hour = time.localtime(at).tm_hour
+        for j in range(rng.randint(0, 14 if hour >= 18 or hour < 8 else 2)):
+            model, kind = mix[rng.randrange(len(mix))]
+            outcome = "failed" if rng.random() < 0.06 else "completed"
+            store.record(f"earlier-{hours_ago}-{j}", kind, model, outcome,
+                         secs[kind] * rng.uniform(0.7, 1.3), at - rng.uniform(0, 3500))
+    store.close()
 
 
 async def scenario(out: Path, mode: str) -> dict[str, Any]:
@@ -97,9 +122,10 @@ async def scenario(out: Path, mode: str) -> dict[str, Any]:
     paths = demo_paths(home)
     ConfigStore(paths.config_file).update({
         "api_base_url": studio.url, "bootstrap_token": TOKEN, "heartbeat_interval_secs": 1.0,
-        "claim_interval_secs": 0.3, "auto_update_enabled": False,
+        "claim_interval_secs": 0.3, "auto_update_enabled": False, "protocol": "v1",
         "auto_update_feed": feed_url, "vram_threshold_gb": 16.0,
     })
+    seed_history(paths, time.time())
     engine = ShowcaseEngine()
     service = WorkerService(paths, engine_factory=lambda _c: engine, vram_probe=lambda: 24.0)
     await service.open()

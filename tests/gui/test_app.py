@@ -18,7 +18,7 @@ from workerlib.wire import Task
 
 pytestmark = pytest.mark.gui
 
-TAB_ORDER = ["status", "jobs", "config", "logs", "about"]
+TAB_ORDER = ["status", "jobs", "stats", "config", "logs", "about"]
 
 
 def claims(studio: Any) -> int:
@@ -53,7 +53,8 @@ async def test_window_opens_on_status_and_every_tab_switches(
     assert app.theme_cls.theme_style == "Dark"
     tab_items = app.root.ids.tabs.get_tabs_list()[::-1]
     assert [item.name for item in tab_items] == TAB_ORDER
-    assert [item.text for item in tab_items] == ["Status", "Jobs", "Config", "Logs", "About"]
+    assert [item.text for item in tab_items] == ["Status", "Jobs", "Stats", "Config", "Logs",
+                                                 "About"]
     assert app.root.ids.screens.current == "status"
     await pilot.wait_for(lambda: "Idle" in pilot.texts(pilot.ids().badge), 10, "Idle badge")
     assert service.config.worker_id in pilot.screen_text()

@@ -27,8 +27,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.skipif(not sys.platform.startswith("l
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = {"kind": "image", "prompt": "a stone golem", "width": 64, "height": 64}
-OPEN, PAUSE, QUIT = 0, 1, 2
-"""The tray menu: Open Window, Pause/Resume claiming, Quit."""
+OPEN, PAUSE, SNOOZE, QUIT = 0, 1, 2, 3
+ITEMS = 4
+"""The tray menu: Open Window, Pause/Resume claiming, Snooze (a submenu), Quit."""
 
 
 @pytest.fixture
@@ -71,6 +72,7 @@ async def test_tray_menu_window_and_quit_on_a_real_desktop(
     config = tmp_path / "config.toml"
     ConfigStore(config).update({
         "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP, "auto_update_enabled": False,
+        "protocol": "v1",
         "heartbeat_interval_secs": 0.5, "claim_interval_secs": 0.2,
         "synthetic": {"delay_secs": 2.0},
     })
@@ -118,7 +120,7 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
                     "a green icon")
 
     # Pause claiming: the studio sees no more claims.
-    menu, centres = await desk.menu(3)
+    menu, centres = await desk.menu(ITEMS)
     save_shot(desk, menu, tray)
     await desk.click(*centres[PAUSE])
     await desk.wait(lambda: ConfigStore(config).load().auto_enabled is False, 5, "the pause")
@@ -127,12 +129,12 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
     await asyncio.sleep(1.0)
     assert claims(studio) == before
     # The same item now resumes.
-    await desk.choose(PAUSE)
+    await desk.choose(PAUSE, ITEMS)
     await studio.wait_for(lambda: claims(studio) >= before + 2, timeout=5)
     assert ConfigStore(config).load().auto_enabled is True
 
     # Open Window shows the window, drawn.
-    await desk.choose(OPEN)
+    await desk.choose(OPEN, ITEMS)
     await desk.wait(lambda: desk.viewable(window), 5, "the window to open")
     await desk.wait(lambda: len(desk.grab(desk.box(window)).getcolors(1 << 16) or ()) > 50,
                     5, "the window's contents")
@@ -166,7 +168,7 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
     await desk.wait(lambda: colour_share(desk.grab(tray), colours["busy"]) > 0.2, 3,
                     "an amber icon")
     started = time.monotonic()
-    await desk.choose(QUIT)
+    await desk.choose(QUIT, ITEMS)
     assert await asyncio.wait_for(process.wait(), 10) == 0
     assert time.monotonic() - started < 5.0
     assert studio.jobs[job].status == "completed"
@@ -184,6 +186,7 @@ async def test_without_pygobject_a_left_click_on_the_xorg_icon_opens_the_window(
     config = tmp_path / "config.toml"
     ConfigStore(config).update({
         "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP, "auto_update_enabled": False,
+        "protocol": "v1",
         "heartbeat_interval_secs": 0.2, "claim_interval_secs": 0.2,
     })
     env = {**ui_env(tmp_path, desk), "PYSTRAY_BACKEND": "xorg"}

@@ -15,13 +15,15 @@ from PIL import Image
 pytestmark = pytest.mark.gui
 
 ROOT = Path(__file__).resolve().parents[2]
-TABS = ("status", "jobs", "config", "logs", "about")
+TABS = ("status", "jobs", "stats", "config", "logs", "about")
 SIZE = (980, 700)
 EXPECTED = {
     "status": ["Busy", "Pause claiming", "24 GiB detected · accepts jobs up to 16 GiB",
                "8 completed · 1 failed"],
     "jobs": ["video · synthetic-video", "60%", "Last 9 finished jobs · 8 completed · 1 failed",
              "is too large for the synthetic engine"],
+    "stats": ["Last 24 hours, jobs per hour", "Last 7 days, jobs per day",
+              "By kind and model, last 7 days", "image · synthetic"],
     "config": ["Connection", "Bootstrap token", "Auth token", "Worker id"],
     "logs": ["ERROR", "WARN", "heartbeat ok again after 1 failures", "Copy"],
     "about": ["Update available: 0.2.0 -> 0.9.0", "Check for updates now", "Config file"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     out = capsys.readouterr().out
     for command in ("run", "ui", "register", "status", "enable", "disable", "set-threshold",
-                    "config", "check-update", "demo", "dev-studio"):
+                    "config", "check-update", "demo", "dev-studio", "pause", "resume", "stats"):
         assert command in out
     with pytest.raises(SystemExit) as exit_info:
         main(["frobnicate"])
@@ -196,6 +197,17 @@ def test_register_run_status_disable_and_signal_exit(
         assert f"running (pid {worker.pid})" in status.stdout
         assert "3 completed" in status.stdout
 
+        stats = run_cli("--config", str(config), "stats")
+        assert "last 24 hours: 3 completed, 0 failed" in stats.stdout, stats.stdout
+        data = json.loads(run_cli("--config", str(config), "stats", "--json").stdout)
+        assert data["day"]["completed"] == 3
+        assert data["by_kind_model"][0]["model"] == "synthetic"
+        assert run_cli("--config", str(config), "pause", "--for", "2h").returncode == 0
+        _wait(lambda: "holding:    Snoozed until" in run_cli("--config", str(config),
+                                                           "status").stdout, 20)
+        assert run_cli("--config", str(config), "resume").returncode == 0
+        _wait(lambda: "holding:" not in run_cli("--config", str(config), "status").stdout, 20)
+
         assert run_cli("--config", str(config), "disable").returncode == 0
         time.sleep(1.5)  # config watch tick + one claim interval
         late = _admin(url, "POST", "/admin/jobs", {"model": "synthetic",
@@ -225,6 +237,9 @@ def test_demo_completes_jobs_of_every_kind() -> None:
     for kind in ("image", "llm", "audio_stt", "audio_tts", "video"):
         assert any(f" {kind} " in line for line in lines), kind
     assert "6/6 jobs completed" in result.stdout
+    # A politeness rule holds first and lifts by itself, before any job.
+    out = result.stdout
+    assert out.index("rule holding: Snoozed until") < out.index("rule lifted") < out.index("ok ")
 
 
 def test_ui_without_gui_packages_points_to_headless(tmp_path: Path) -> None:

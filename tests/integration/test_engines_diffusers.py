@@ -17,6 +17,7 @@ from PIL import Image
 
 from workerlib.config import Config
 from workerlib.engines import CannotServe, DiffusersEngine, EngineError, build_engine
+from workerlib.engines import diffusers as diffusers_engine
 from workerlib.engines.settings import DiffusersSettings
 from workerlib.wire import ImageTask, VideoTask
 
@@ -101,7 +102,10 @@ async def test_only_real_pipeline_folders_are_advertised(models_root: Path) -> N
     assert engine.models_per_kind() == {"image": ["studio-direct", "studio-tiny"]}
 
 
-async def test_generate_runs_the_pipeline_with_step_progress(models_root: Path) -> None:
+async def test_generate_runs_the_pipeline_with_step_progress(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(diffusers_engine, "PROGRESS_INTERVAL_SECS", 0.0)  # every step
     engine = build_engine(Config(engine="diffusers", models_root=str(models_root),
                                  model_map={"studio-tiny": TINY},
                                  diffusers={"device": "cpu"}))
@@ -120,6 +124,69 @@ async def test_generate_runs_the_pipeline_with_step_progress(models_root: Path) 
     direct = await engine.generate("studio-direct", task(), lambda _f: None)
     assert direct.data == result.data  # type: ignore[union-attr]
     await engine.close()
+
+
+async def test_step_progress_is_throttled_to_what_a_person_sees(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Steps closer together than the interval are not reported (each report wakes the
+    # event loop); the last step always is.
+    monkeypatch.setattr(diffusers_engine, "PROGRESS_INTERVAL_SECS", 3600.0)
+    engine = make_engine(models_root)
+    seen: list[float] = []
+    await engine.generate("studio-tiny", task(steps=6), seen.append)
+    assert seen == [0.0, pytest.approx(0.98), 1.0]
+    await engine.close()
+
+
+async def test_a_single_pipeline_is_loaded_at_start(models_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(models_root / TINY, root / TINY)
+    engine = DiffusersEngine(root, settings=DiffusersSettings(device="cpu"))
+    await engine.start()
+    assert engine.preload is not None
+    await asyncio.wait_for(engine.preload, 120)
+    loaded = engine._loaded
+    assert loaded is not None and loaded[0] == root / TINY
+    result = await engine.generate(TINY, task(), lambda _f: None)
+    assert engine._loaded is loaded  # the job used the preloaded pipeline
+    assert Image.open(io.BytesIO(result.data)).size == (32, 32)  # type: ignore[union-attr]
+    await engine.close()
+    # Several pipelines: none is guessed at.
+    several = make_engine(models_root)
+    await several.start()
+    assert several.preload is None
+
+
+async def test_opt_in_speed_ups_are_applied_when_the_pipeline_loads(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    compiled: list[Any] = []
+
+    def fake_compile(module: Any, **_kwargs: Any) -> Any:
+        # Compiling for real needs a C++ toolchain and minutes; what is checked here is
+        # that the engine hands the denoiser to torch.compile and runs what comes back.
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    engine = make_engine(models_root, compile=True, channels_last=True, fuse_qkv=True)
+    result = await engine.generate("studio-tiny", task(), lambda _f: None)
+    assert Image.open(io.BytesIO(result.data)).size == (32, 32)  # type: ignore[union-attr]
+    assert engine._loaded is not None
+    pipe = engine._loaded[1]
+    assert compiled == [pipe.unet]
+    assert any("Fused" in type(proc).__name__ for proc in pipe.unet.attn_processors.values())
+    weight = next(p for p in pipe.unet.parameters() if p.dim() == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    await engine.close()
+    plain = make_engine(models_root)
+    await plain.generate("studio-tiny", task(), lambda _f: None)
+    assert plain._loaded is not None
+    weight = next(p for p in plain._loaded[1].unet.parameters() if p.dim() == 4)
+    assert weight.is_contiguous() and len(compiled) == 1  # the defaults leave it alone
+    await plain.close()
 
 
 async def test_interrupt_stops_the_pipeline_between_steps(models_root: Path) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from pydantic import ValidationError
 
 from workerlib.config import Config, ConfigStore, field_infos, mask_secret
 from workerlib.errors import ConfigError
@@ -171,10 +172,10 @@ def test_every_field_has_description_and_group() -> None:
     assert "a1111.url" in {i.name for i in infos}
     for info in infos:
         assert info.description, info.name
-        assert info.group in {"Connection", "Worker", "Engine", "Auto-update", "Models",
-                              "Notifications", "Background mode"}
+        assert info.group in {"Connection", "Worker", "Politeness", "Engine", "Auto-update",
+                              "Models", "Notifications", "Background mode"}
     secrets = {i.name for i in infos if i.secret}
-    assert secrets == {"auth_token", "bootstrap_token"}
+    assert secrets == {"auth_token", "bootstrap_token", "install_id", "registration_secret"}
 
 
 def test_defaults_match_the_contract() -> None:
@@ -248,3 +249,11 @@ def test_plain_http_only_to_loopback_unless_allowed(tmp_path: Path) -> None:
     assert "allow_insecure_http" in str(err.value) and err.value.key == "api_base_url"
     config = store.update({"api_base_url": "http://studio.lan:9790", "allow_insecure_http": True})
     assert config.api_base_url == "http://studio.lan:9790"
+
+
+@pytest.mark.parametrize("url", ["http://127.evil.example", "http://127.0.0.1.evil.example:80",
+                                 "http://localhost.evil.example"])
+def test_a_host_that_only_looks_like_loopback_needs_https(url: str) -> None:
+    with pytest.raises(ValidationError, match="plain http"):
+        Config(api_base_url=url)
+    assert Config(api_base_url="http://[::1]:9790").api_base_url == "http://[::1]:9790"

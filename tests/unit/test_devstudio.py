@@ -195,13 +195,24 @@ async def test_register_again_with_the_worker_id_is_idempotent(client: Client,
     assert len(studio.workers) == 2
 
 
-async def test_user_agent_and_method_are_checked(client: Client, studio: DevStudio) -> None:
+async def test_any_user_agent_or_none_is_accepted_and_method_is_checked(
+    client: Client, studio: DevStudio
+) -> None:
+    """Strict about the contract, not about who we are: the Rust 0.1.x client sends no
+    User-Agent at all."""
     status, raw = await client.post("/workers/register", BOOT, headers={"User-Agent": "curl/8"},
                                     json_body={"bootstrapToken": BOOT, "capabilities": caps()})
-    assert status == 400 and "User-Agent" in raw.decode()
+    assert status == 201, raw
+    async with client.session.post(
+        studio.url + API + "/workers/register", skip_auto_headers=["User-Agent"],
+        headers={"Authorization": f"Bearer {BOOT}"},
+        json={"bootstrapToken": BOOT, "capabilities": caps()},
+    ) as r:
+        assert r.status == 201, await r.text()
     async with client.session.get(studio.url + API + "/workers/register", headers=UA) as r:
         assert r.status == 405
-    assert [r.status for r in studio.requests] == [400, 405]
+    assert [r.status for r in studio.requests] == [201, 201, 405]
+    assert [r.user_agent for r in studio.requests][:2] == ["curl/8", None]
 
 
 async def test_unknown_api_path_is_404_and_recorded(client: Client, studio: DevStudio) -> None:
@@ -685,12 +696,13 @@ async def test_admin_serves_json_results(worker: Client, studio: DevStudio) -> N
 async def test_run_dev_studio_prints_and_stops_on_cancel() -> None:
     lines: list[str] = []
     task = asyncio.create_task(run_dev_studio("127.0.0.1", 0, "tok-123", print_fn=lines.append))
-    for _ in range(200):
-        if len(lines) >= 2:
+    for _ in range(500):
+        if len(lines) >= 4:
             break
         await asyncio.sleep(0.01)
     url = lines[0].split("listening at ", 1)[1].split(" ", 1)[0]
-    assert "tok-123" in lines[0] and "/admin/jobs" in lines[-1] and "curl" in lines[-1]
+    assert "tok-123" in lines[1] and "/admin/jobs" in lines[-1] and "curl" in lines[-1]
+    assert "/admin/registrations" in lines[2]
     async with aiohttp.ClientSession() as session, session.get(url + "/admin/stats") as r:
         assert r.status == 200
     task.cancel()

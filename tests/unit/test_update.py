@@ -1,3 +1,5 @@
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -91,3 +93,69 @@ async def test_check_against_a_local_feed(feed_server: tuple[str, dict[str, Any]
         assert broken.error and "500" in broken.error
         insecure = await check_for_update(session, "http://example.com/f", allow_prerelease=False)
         assert insecure.error and "https" in insecure.error
+
+
+# -- hostile feeds (issue 12: item 7, item 14) ---------------------------------------------
+@pytest.mark.parametrize("url", ["http://127.evil.example/feed", "http://127.0.0.1.nip.io/f",
+                                 "http://localhost.evil.example/f", "http://0x7f.example/f"])
+def test_a_host_that_only_looks_like_loopback_is_not(url: str) -> None:
+    with pytest.raises(ValueError):
+        check_url_allowed(url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.2:9/f", "http://[::1]:9/f", "http://localhost/f",
+                                 "http://LOCALHOST./f"])
+def test_loopback_addresses_are_parsed(url: str) -> None:
+    check_url_allowed(url)
+
+
+async def _serve(handler: Any) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+@pytest.mark.parametrize(("releases", "piece"), [(60, 4096), (3000, 65536)])
+async def test_a_feed_sent_in_pieces_is_read_to_its_end(releases: int, piece: int) -> None:
+    """12 KB in 4 KB pieces with pauses, and a 600 KB feed: what TLS and GitHub send."""
+    feed = [_release(f"v0.{i}.0") for i in range(releases)]
+    feed[0]["body"] = "release notes " * (releases * 10)
+    body = json.dumps(feed).encode()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        await response.prepare(request)
+        for start in range(0, len(body), piece):
+            await response.write(body[start:start + piece])
+            await asyncio.sleep(0.005)
+        await response.write_eof()
+        return response
+
+    runner, url = await _serve(handler)
+    try:
+        async with aiohttp.ClientSession() as session:
+            info = await check_for_update(session, url + "/releases", allow_prerelease=False,
+                                          current="0.0.1")
+    finally:
+        await runner.cleanup()
+    assert info.error is None, info.error
+    assert info.latest == f"0.{releases - 1}.0"
+    assert len(body) > (10_000 if piece == 4096 else 500_000)
+
+
+async def test_check_update_refuses_a_redirect_to_plain_http() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("http://example.invalid/releases")
+
+    runner, url = await _serve(handler)
+    try:
+        async with aiohttp.ClientSession() as session:
+            info = await check_for_update(session, url + "/releases", allow_prerelease=False)
+    finally:
+        await runner.cleanup()
+    assert info.error is not None and "plain http" in info.error

@@ -94,7 +94,8 @@ def test_capabilities_order_sorting_and_override() -> None:
     wire = caps.to_wire()
     assert list(wire) == ["machineName", "username", "agentVersion", "engine", "vramTotalGb",
                           "vramThresholdGb", "autoEnabled", "autoStart", "supportedModels",
-                          "taskKinds", "supportedModelsPerKind"]
+                          "taskKinds", "supportedModelsPerKind", "onlyWhenIdle"]
+    assert wire["onlyWhenIdle"] is False  # and userPresence left out: unknown
     assert wire["taskKinds"] == ["image", "llm", "video"]
     assert list(wire["supportedModelsPerKind"]) == ["image", "llm", "video"]
     assert wire["supportedModelsPerKind"]["image"] == ["a", "b"]
@@ -106,6 +107,16 @@ def test_capabilities_order_sorting_and_override() -> None:
     ).to_wire()
     assert over["supportedModels"] == ["flux", "sdxl"]
     assert over["supportedModelsPerKind"] == {"image": ["flux", "sdxl"]}
+
+
+def test_capabilities_presence_after_the_v1_keys() -> None:
+    wire = build_capabilities(
+        machine_name="pc", username="me", agent_version="0.2.0", engine="synthetic",
+        vram_total_gb=8, vram_threshold_gb=8, auto_enabled=False, auto_start=True,
+        models_per_kind={"image": ["synthetic"]}, only_when_idle=True, user_presence="active",
+    ).to_wire()
+    assert list(wire)[-2:] == ["onlyWhenIdle", "userPresence"]
+    assert wire["onlyWhenIdle"] is True and wire["userPresence"] == "active"
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,10 @@ class JobRecord:
     error: str | None = None
     retryable: bool | None = None
     fail_history: list[dict[str, Any]] = field(default_factory=list)
+    model_source: dict[str, Any] | None = None
+    offered_to: str | None = None
+    """v2: the worker an offer is out to (no one else gets the job meanwhile)."""
+    rejects: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Admin view: everything but the result bytes."""
@@ -60,6 +64,8 @@ class JobRecord:
             "error": self.error,
             "retryable": self.retryable,
             "failHistory": self.fail_history,
+            "offeredTo": self.offered_to,
+            "rejects": self.rejects,
         }
 
 
@@ -110,3 +116,49 @@ class RequestRecord:
     body: bytes = b""
     # The plain-text reason given with a refusal, None on success.
     reason: str | None = None
+    user_agent: str | None = None
+
+
+RegistrationStatus = Literal["pending", "approved", "rejected"]
+
+
+@dataclass
+class RegistrationRecord:
+    """A v2 registration request (STUDIO_API_V2.md §1)."""
+
+    request_id: str
+    install_id: str
+    secret_hash: str
+    capabilities: dict[str, Any]
+    user_agent: str
+    status: RegistrationStatus = "pending"
+    reason: str | None = None
+    worker_id: str | None = None
+    created_at: float = field(default_factory=time.time)
+    polls: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """Admin view; the secret's hash stays out."""
+        return {
+            "requestId": self.request_id,
+            "installId": self.install_id,
+            "status": self.status,
+            "reason": self.reason,
+            "workerId": self.worker_id,
+            "machineName": self.capabilities.get("machineName"),
+            "userAgent": self.user_agent,
+            "createdAt": self.created_at,
+            "polls": self.polls,
+        }
+
+
+@dataclass
+class FrameRecord:
+    """One v2 frame, as sent or received by the studio (tests check what workers send)."""
+
+    direction: Literal["in", "out"]
+    worker_id: str
+    text: str
+    time: float = field(default_factory=time.time)
+    refusal: str | None = None
+    """Why the studio refused this (incoming) frame, None when it was accepted."""

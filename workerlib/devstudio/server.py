@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from workerlib.devstudio.channel import Channel
 from workerlib.devstudio.records import (
     JOB_STATUSES,
     JobRecord,
@@ -38,6 +39,7 @@ from workerlib.devstudio.validate import (
     parse_multipart,
     part_names,
     require_str,
+    snake_task,
     task_kind,
     text_part,
     validate_capabilities,
@@ -48,10 +50,14 @@ from workerlib.wire import CONTENT_TYPES, JSON_KINDS
 API_PREFIX = "/graphics/api"
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 BODY_RECORD_CAP = 1024 * 1024
-USER_AGENT_PREFIX = "studio-worker/"
 ENDPOINTS: frozenset[str] = frozenset(
-    {"register", "heartbeat", "claim", "complete", "complete-json", "fail", "logs"}
+    {"register", "heartbeat", "claim", "complete", "complete-json", "fail", "logs",
+     "register-request", "register-poll", "connect"}
 )
+V1_ONLY: frozenset[str] = frozenset(
+    {"register", "heartbeat", "claim", "complete-json", "fail", "logs"})
+V2_ONLY: frozenset[str] = frozenset({"register-request", "register-poll", "connect"})
+Protocol = Literal["v1", "v2", "both"]
 _ADMIN_JOB_KEYS: tuple[str, ...] = (
     "model", "task", "vramGbEstimate", "gameId", "assetName", "prompt", "ext", "count",
 )
@@ -101,10 +107,14 @@ class DevStudio:
         *,
         stale_after_secs: float = 30.0,
         max_attempts: int = 5,
+        protocol: Protocol = "both",
     ) -> None:
         if not bootstrap_token:
             raise ValueError("bootstrap_token must not be empty")
         self.bootstrap_token = bootstrap_token
+        self.protocol: Protocol = protocol
+        """Which API this studio serves; the other one's routes answer 404 (settable)."""
+        self.channel = Channel(self)
         self.stale_after_secs = stale_after_secs
         self.max_attempts = max_attempts
         self.jobs: dict[str, JobRecord] = {}
@@ -140,6 +150,7 @@ class DevStudio:
         return self.url
 
     async def stop(self) -> None:
+        await self.channel.close_all()
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None:
             sweeper.cancel()
@@ -162,8 +173,13 @@ class DevStudio:
         prompt: str | None = None,
         ext: str | None = None,
         job_id: str | None = None,
+        model_source: dict[str, Any] | None = None,
     ) -> str:
-        """Queue a job; with ``task=None`` it is claimed the legacy way (``prompt``/``ext``)."""
+        """Queue a job; with ``task=None`` it is claimed the legacy way (``prompt``/``ext``).
+
+        ``task`` keys may be snake_case or camelCase: v1 claims carry them snake_case,
+        v2 offers camelCase, as the real studio does.
+        """
         if job_id is None:
             job_id = self._new_job_id()
         elif not job_id or job_id in self.jobs or job_id in self._raw_owners:
@@ -173,8 +189,11 @@ class DevStudio:
             ext = "webp" if ext is None else ext
         self.jobs[job_id] = JobRecord(
             job_id=job_id, game_id=game_id, asset_name=asset_name, model=model,
-            vram_gb_estimate=vram_gb_estimate, task=task, prompt=prompt, ext=ext,
+            vram_gb_estimate=vram_gb_estimate,
+            task=None if task is None else snake_task(task), prompt=prompt, ext=ext,
+            model_source=model_source,
         )
+        self.channel.schedule_dispatch()
         return job_id
 
     def enqueue_raw(
@@ -235,6 +254,18 @@ class DevStudio:
         return (f"condition not met within {timeout} s{raised}; jobs {self.counts()}; "
                 f"workers {sorted(self.workers)}; last requests: {recent}")
 
+    # v2 admin: see Channel for the details.
+    def approve(self, request_id: str) -> str:
+        """Approve a pending v2 registration request; returns the new worker's id."""
+        return self.channel.approve(request_id)
+
+    def reject_registration(self, request_id: str, reason: str | None = None) -> None:
+        self.channel.reject(request_id, reason)
+
+    async def drop_session(self, worker_id: str, *, code: int = 1000,
+                           error: str | None = None) -> bool:
+        return await self.channel.drop_session(worker_id, code=code, error=error)
+
     def _new_job_id(self) -> str:
         while True:
             job_id = f"job-{len(self.jobs) + 1:04d}-{secrets.token_hex(3)}"
@@ -254,6 +285,9 @@ class DevStudio:
              self._complete_json),
             ("fail", "/workers/{worker_id}/jobs/{job_id}/fail", self._fail),
             ("logs", "/workers/{worker_id}/logs", self._logs),
+            ("register-request", "/workers/register-request", self._register_request),
+            ("register-poll", "/workers/register-requests/{request_id}", self._register_poll),
+            ("connect", "/workers/{worker_id}/connect", self._connect),
         ]
         for name, path, handler in wire:
             self.app.router.add_route("*", api + path, self._wire(name, handler))
@@ -265,6 +299,10 @@ class DevStudio:
         self.app.router.add_get("/admin/workers", self._admin_workers)
         self.app.router.add_get("/admin/logs", self._admin_logs)
         self.app.router.add_get("/admin/stats", self._admin_stats)
+        self.app.router.add_get("/admin/registrations", self._admin_registrations)
+        self.app.router.add_post("/admin/registrations/{request_id}/{decision}",
+                                 self._admin_decide)
+        self.app.router.add_post("/admin/workers/{worker_id}/drop-session", self._admin_drop)
 
     def _wire(self, endpoint: str, handler: Handler) -> RouteHandler:
         async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -287,8 +325,13 @@ class DevStudio:
     async def _serve(
         self, endpoint: str, handler: Handler, request: web.Request, record: RequestRecord
     ) -> web.StreamResponse:
-        if request.method != "POST":
-            raise Rejected(405, f"{endpoint} must be POST, got {request.method}")
+        if (self.protocol == "v2" and endpoint in V1_ONLY) or \
+                (self.protocol == "v1" and endpoint in V2_ONLY):
+            raise Rejected(404, f"no such studio endpoint: {request.path} (this studio "
+                           f"speaks {self.protocol} only)")
+        method = "GET" if endpoint in ("register-poll", "connect") else "POST"
+        if request.method != method:
+            raise Rejected(405, f"{endpoint} must be {method}, got {request.method}")
         try:
             body = await request.read()
         except web.HTTPException as exc:  # 413 from client_max_size
@@ -303,9 +346,9 @@ class DevStudio:
                     raise Rejected(499, "client went away during the injected delay")
             if fault.status:
                 raise Rejected(fault.status, fault.body)
-        agent = request.headers.get("User-Agent", "")
-        if not agent.startswith(USER_AGENT_PREFIX):
-            raise bad(f"User-Agent must start with {USER_AGENT_PREFIX!r}, got {agent!r}")
+        # Strict about the contract, not about who we are: any User-Agent, or none (the
+        # Rust 0.1.x worker sends none), is fine.
+        record.user_agent = request.headers.get("User-Agent")
         return await handler(_Call(request=request, body=body, record=record))
 
     def _take_fault(self, endpoint: str) -> _Fault | None:
@@ -373,14 +416,14 @@ class DevStudio:
             worker.capabilities = caps
             worker.last_seen = now
         else:
-            worker_id = worker_id or self._new_worker_id()
+            worker_id = worker_id or self.new_worker_id()
             worker = WorkerRecord(worker_id=worker_id, auth_token=secrets.token_urlsafe(24),
                                   capabilities=caps, last_seen=now)
             self.workers[worker_id] = worker
         call.record.worker_id = worker_id
         return _json({"workerId": worker.worker_id, "authToken": worker.auth_token}, 201)
 
-    def _new_worker_id(self) -> str:
+    def new_worker_id(self) -> str:
         while True:
             worker_id = "w-" + secrets.token_hex(4)
             if worker_id not in self.workers:
@@ -415,8 +458,8 @@ class DevStudio:
         threshold = worker.capabilities["vramThresholdGb"]
         models = worker.capabilities["supportedModels"]
         for job in self.jobs.values():
-            if job.status == "queued" and job.vram_gb_estimate <= threshold \
-                    and job.model in models:
+            if job.status == "queued" and job.offered_to is None \
+                    and job.vram_gb_estimate <= threshold and job.model in models:
                 job.status = "claimed"
                 job.attempts += 1
                 job.worker_id = worker.worker_id
@@ -468,13 +511,14 @@ class DevStudio:
             if kind in JSON_KINDS:
                 raise bad(f"complete: job {job_id} is a {kind} job; its result must go to "
                           "complete-json")
-            self._check_prompt(job, prompt, "complete")
+            self.check_prompt(job, prompt, "complete")
             job.result_bytes = image.content
             job.result_ext = ext
             job.result_content_type = media_type(image.content_type)
             job.result_filename = image.filename
             job.result_prompt = prompt
-            self._finish(job, "completed")
+            self.finish(job, "completed")
+            self.channel.job_done_over_http(job)
         return _json({"ok": True})
 
     @staticmethod
@@ -508,10 +552,10 @@ class DevStudio:
             if kind not in JSON_KINDS:
                 raise bad(f"{where}: job {job_id} is a {kind} job; its result must be uploaded "
                           "as multipart to complete")
-            self._check_prompt(job, prompt, where)
+            self.check_prompt(job, prompt, where)
             job.result_json = body["result"]
             job.result_prompt = prompt
-            self._finish(job, "completed")
+            self.finish(job, "completed")
         return _json({"ok": True})
 
     @staticmethod
@@ -523,7 +567,7 @@ class DevStudio:
         return kind
 
     @staticmethod
-    def _check_prompt(job: JobRecord, prompt: str, where: str) -> None:
+    def check_prompt(job: JobRecord, prompt: str, where: str) -> None:
         wanted = expected_prompt(job.task, job.prompt)
         if wanted is None:
             raise bad(f"job {job.job_id} has an invalid task; it should have been failed "
@@ -542,8 +586,20 @@ class DevStudio:
             raise bad(f"fail: 'retryable' must be a boolean, got {retryable!r}")
         job = self._owned_job(call, worker)
         if job is not None:
-            self._release(job, error=error, retryable=retryable)
+            self.release(job, error=error, retryable=retryable)
         return _json({"ok": True})
+
+    async def _register_request(self, call: _Call) -> web.StreamResponse:
+        if "Authorization" in call.request.headers:
+            raise bad("register-request takes no Authorization header")
+        return await self.channel.register_request(call.request, call.body)
+
+    async def _register_poll(self, call: _Call) -> web.StreamResponse:
+        return await self.channel.poll(call.request, self._bearer(call.request))
+
+    async def _connect(self, call: _Call) -> web.StreamResponse:
+        worker = self._authorise(call)
+        return await self.channel.connect(call.request, worker)
 
     async def _logs(self, call: _Call) -> web.StreamResponse:
         worker = self._authorise(call)
@@ -555,14 +611,14 @@ class DevStudio:
     # ---- job state ---------------------------------------------------------------------
 
     @staticmethod
-    def _finish(job: JobRecord, status: Literal["completed", "failed"]) -> None:
+    def finish(job: JobRecord, status: Literal["completed", "failed"]) -> None:
         job.status = status
         job.finished_at = time.time()
         if status == "completed":
             job.error = None
             job.retryable = None
 
-    def _release(self, job: JobRecord, *, error: str, retryable: bool) -> None:
+    def release(self, job: JobRecord, *, error: str, retryable: bool) -> None:
         job.fail_history.append({
             "error": error, "retryable": retryable, "workerId": job.worker_id,
             "attempt": job.attempts, "at": time.time(),
@@ -574,7 +630,7 @@ class DevStudio:
             return
         job.error = error
         job.retryable = retryable
-        self._finish(job, "failed")
+        self.finish(job, "failed")
 
     async def _sweep_stale(self) -> None:
         interval = min(1.0, max(0.05, self.stale_after_secs / 4))
@@ -591,7 +647,7 @@ class DevStudio:
                 continue
             worker = self.workers.get(job.worker_id)
             if worker is None or now - worker.last_seen > self.stale_after_secs:
-                self._release(job, error="worker heartbeat stale", retryable=True)
+                self.release(job, error="worker heartbeat stale", retryable=True)
                 released.append(job.job_id)
         return released
 
@@ -651,12 +707,48 @@ class DevStudio:
     async def _admin_logs(self, request: web.Request) -> web.StreamResponse:
         return _json(self.logs)
 
+    async def _admin_registrations(self, request: web.Request) -> web.StreamResponse:
+        return _json([r.summary() for r in self.channel.registrations.values()])
+
+    async def _admin_decide(self, request: web.Request) -> web.StreamResponse:
+        request_id = request.match_info["request_id"]
+        decision = request.match_info["decision"]
+        try:
+            if decision == "approve":
+                return _json({"workerId": self.approve(request_id)})
+            if decision == "reject":
+                body = await request.read()
+                reason = None
+                if body:
+                    data = parse_json_object(request.content_type, body)
+                    check_keys(data, (), ("reason",), "admin reject")
+                    reason = require_str(data, "reason", "admin reject") if "reason" in data \
+                        else None
+                self.reject_registration(request_id, reason)
+                return _json({"ok": True})
+        except KeyError as exc:
+            return _text(404, str(exc.args[0]))
+        except (ValueError, Rejected) as exc:
+            return _text(409 if isinstance(exc, ValueError) else 400, str(exc))
+        return _text(404, f"unknown decision {decision!r}: approve or reject")
+
+    async def _admin_drop(self, request: web.Request) -> web.StreamResponse:
+        code = request.query.get("code", "1000")
+        error = request.query.get("error")
+        if not code.isdigit():
+            return _text(400, "code must be a number")
+        dropped = await self.drop_session(request.match_info["worker_id"], code=int(code),
+                                          error=error)
+        return _json({"dropped": dropped}, 200 if dropped else 404)
+
     async def _admin_stats(self, request: web.Request) -> web.StreamResponse:
         return _json({
             "jobs": self.counts(),
             "workers": len(self.workers),
             "logEntries": len(self.logs),
             "requests": dict(Counter(r.endpoint for r in self.requests)),
+            "sessions": sorted(self.channel.sessions),
+            "pendingRegistrations": [r.request_id for r in self.channel.pending()],
         })
 
 
@@ -685,14 +777,21 @@ async def run_dev_studio(
     port: int,
     bootstrap_token: str,
     *,
+    protocol: Protocol = "both",
     print_fn: Callable[[str], None] = print,
 ) -> None:
     """Serve a dev studio until cancelled, then stop it cleanly."""
-    studio = DevStudio(bootstrap_token=bootstrap_token)
+    studio = DevStudio(bootstrap_token=bootstrap_token, protocol=protocol)
     url = await studio.start(host, port)
     try:
-        print_fn(f"dev studio listening at {url} — register workers with "
-                 f"api_base_url = {url} and bootstrap_token = {bootstrap_token}")
+        print_fn(f"dev studio ({protocol}) listening at {url} — point workers at "
+                 f"api_base_url = {url}")
+        if protocol != "v2":
+            print_fn(f"v1: register with bootstrap_token = {bootstrap_token}")
+        if protocol != "v1":
+            print_fn(f"v2: a worker without a token asks for approval; see {url}/admin/"
+                     f"registrations, then curl -X POST {url}/admin/registrations/REQUEST_ID/"
+                     "approve (or .../reject with -d '{\"reason\": \"...\"}')")
         if not _is_loopback(host):
             print_fn(f"warning: {host} is not loopback; the /admin API has no authentication")
         print_fn("enqueue a job: curl -X POST -H 'Content-Type: application/json' "

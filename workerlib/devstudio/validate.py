@@ -34,6 +34,12 @@ CAPABILITY_KEYS: tuple[str, ...] = (
     "taskKinds",
     "supportedModelsPerKind",
 )
+OPTIONAL_CAPABILITY_KEYS: tuple[str, ...] = ("onlyWhenIdle", "userPresence")
+"""Newer workers add these after the v1 keys, in this order (STUDIO_API_V2.md §3)."""
+V2_CAPABILITY_EXTRAS: tuple[str, ...] = ("autoUpdate", "startMinimised",
+                                          *OPTIONAL_CAPABILITY_KEYS)
+"""v2 capabilities: these may follow the v1 keys, in this order, each left out when unknown."""
+USER_PRESENCE: frozenset[str] = frozenset({"idle", "active"})
 LOG_LEVELS: frozenset[str] = frozenset({"info", "warn", "error"})
 LOG_TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _LOG_REQUIRED: tuple[str, ...] = ("ts", "level", "category", "message")
@@ -123,14 +129,25 @@ def _str_list(value: Any, where: str) -> list[str]:
     return value
 
 
-def validate_capabilities(caps: Any) -> dict[str, Any]:
-    """Capabilities exactly as STUDIO_API.md §4 describes them."""
+def validate_capabilities(caps: Any, *, v2: bool = False) -> dict[str, Any]:
+    """Capabilities exactly as STUDIO_API.md §4 describes them (with ``v2``: plus the
+    optional v2 keys of STUDIO_API_V2.md §3, after them and in their order)."""
     where = "capabilities"
     if not isinstance(caps, dict):
         raise bad(f"{where} must be an object, got {_type(caps)}")
-    check_keys(caps, CAPABILITY_KEYS, (), where)
-    if tuple(caps) != CAPABILITY_KEYS:
-        raise bad(f"{where}: keys out of order: got {list(caps)}, expected {list(CAPABILITY_KEYS)}")
+    extras = V2_CAPABILITY_EXTRAS if v2 else OPTIONAL_CAPABILITY_KEYS
+    check_keys(caps, CAPABILITY_KEYS, extras, where)
+    expected = CAPABILITY_KEYS + tuple(k for k in extras if k in caps)
+    if tuple(caps) != expected:
+        raise bad(f"{where}: keys out of order: got {list(caps)}, expected {list(expected)}")
+    for key in ("autoUpdate", "startMinimised"):
+        if key in caps and not isinstance(caps[key], bool):
+            raise bad(f"{where}: {key!r} must be a boolean, got {caps[key]!r}")
+    if "onlyWhenIdle" in caps and not isinstance(caps["onlyWhenIdle"], bool):
+        raise bad(f"{where}: 'onlyWhenIdle' must be a boolean, got {caps['onlyWhenIdle']!r}")
+    if "userPresence" in caps and caps["userPresence"] not in USER_PRESENCE:
+        raise bad(f"{where}: 'userPresence' must be one of {sorted(USER_PRESENCE)} (or left "
+                  f"out when unknown), got {caps['userPresence']!r}")
     for key in ("machineName", "username", "agentVersion", "engine"):
         require_str(caps, key, where)
     for key in ("vramTotalGb", "vramThresholdGb"):
@@ -165,8 +182,8 @@ def validate_capabilities(caps: Any) -> dict[str, Any]:
     return caps
 
 
-def validate_log_entries(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    check_keys(body, ("entries",), (), "logs")
+def validate_log_entries(body: Mapping[str, Any], *, frame: bool = False) -> list[dict[str, Any]]:
+    check_keys(body, ("type", "entries") if frame else ("entries",), (), "logs")
     entries = body["entries"]
     if not isinstance(entries, list) or not entries:
         raise bad("logs: 'entries' must be a non-empty list")
@@ -218,7 +235,7 @@ def expected_prompt(task: Mapping[str, Any] | None, legacy_prompt: str | None) -
         last = messages[-1]
         value = last.get("content") if isinstance(last, dict) else None
     elif kind == "audio_stt":
-        value = task.get("input_url")
+        value = task.get("input_url", task.get("inputUrl"))
     elif kind == "audio_tts":
         value = task.get("text")
     else:
@@ -321,3 +338,84 @@ def media_type(content_type: str | None) -> str | None:
 
 def part_names(parts: Sequence[Part]) -> list[str]:
     return [part.name for part in parts]
+
+
+# ---- v2 (STUDIO_API_V2.md) ---------------------------------------------------------------
+
+ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,256}")
+UUID4_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
+REJECT_CODES: frozenset[str] = frozenset({"paused", "busy"})
+_FRAME_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "hello": (("type", "authToken", "capabilities"), ()),
+    "heartbeat": (("type", "capabilities"), ("currentJobId",)),
+    "accept": (("type", "jobId"), ()),
+    "reject": (("type", "jobId", "reason"), ("code",)),
+    "completeJson": (("type", "jobId", "result", "prompt"), ()),
+    "fail": (("type", "jobId", "error", "retryable"), ()),
+    "logBatch": (("type", "entries"), ()),
+    "readyForMore": (("type",), ()),
+}
+
+
+def validate_register_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    where = "register-request"
+    check_keys(body, ("installId", "registrationSecretHash", "capabilities", "userAgent"), (),
+               where)
+    install_id = require_str(body, "installId", where)
+    if not UUID4_RE.fullmatch(install_id):
+        raise bad(f"{where}: 'installId' must be a lowercase UUID-4, got {install_id!r}")
+    if not SHA256_HEX_RE.fullmatch(require_str(body, "registrationSecretHash", where)):
+        raise bad(f"{where}: 'registrationSecretHash' must be 64 lowercase hex characters "
+                  "(sha256 of the secret)")
+    require_str(body, "userAgent", where)
+    validate_capabilities(body["capabilities"], v2=True)
+    return dict(body)
+
+
+def parse_frame(text: str) -> dict[str, Any]:
+    """A worker's frame, checked against STUDIO_API_V2.md §2 (keys, types, ids)."""
+    value = parse_json_object("application/json", text.encode("utf-8"))
+    kind = value.get("type")
+    if not isinstance(kind, str) or kind not in _FRAME_KEYS:
+        raise bad(f"frame: unknown 'type' {kind!r} (known: {sorted(_FRAME_KEYS)})")
+    required, optional = _FRAME_KEYS[kind]
+    check_keys(value, required, optional, kind)
+    for key in ("jobId", "currentJobId"):
+        if key in value:
+            job_id = require_str(value, key, kind)
+            if not ID_RE.fullmatch(job_id):
+                raise bad(f"{kind}: {key!r} is not a valid id: {job_id!r}")
+    if kind == "hello":
+        require_str(value, "authToken", kind)
+    if kind in ("hello", "heartbeat"):
+        validate_capabilities(value["capabilities"], v2=True)
+    if kind == "reject":
+        require_str(value, "reason", kind)
+        if "code" in value and value["code"] not in REJECT_CODES:
+            raise bad(f"reject: 'code' must be one of {sorted(REJECT_CODES)}, "
+                      f"got {value['code']!r}")
+    if kind == "completeJson":
+        require_str(value, "prompt", kind, non_empty=False)
+    if kind == "fail":
+        require_str(value, "error", kind)
+        if not isinstance(value["retryable"], bool):
+            raise bad(f"fail: 'retryable' must be a boolean, got {value['retryable']!r}")
+    if kind == "logBatch":
+        validate_log_entries(value, frame=True)
+    return value
+
+
+def camel_task(task: Mapping[str, Any]) -> dict[str, Any]:
+    """A task as v2 offers carry it: camelCase keys (``input_url`` → ``inputUrl``)."""
+    return {_camel(key): value for key, value in task.items()}
+
+
+def snake_task(task: Mapping[str, Any]) -> dict[str, Any]:
+    """A task as v1 claims carry it: snake_case keys."""
+    return {re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower(): value for key, value in task.items()}
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)

@@ -1,12 +1,20 @@
 """Local diffusers text-to-image pipelines, one folder per model under ``models_root``.
 
-torch and diffusers are imported only when a job runs (the ``diffusers`` extra), so the
-worker starts and runs other engines without them. Nothing is ever downloaded.
+torch and diffusers are imported only when a job runs, or in the background at start
+when there is a single pipeline to preload (the ``diffusers`` extra), so the worker
+starts and runs other engines without them. Nothing is ever downloaded.
+
+The pipeline runs on one thread of the engine's own, so the event loop's thread stays
+free, and stays quiet: step progress is reported at most ``PROGRESS_INTERVAL_SECS``
+apart, not on every step (each report wakes the loop and takes the GIL from the
+pipeline). Opt-in speed-ups (``compile``, ``channels_last``, ``fuse_qkv``) are applied
+when a pipeline loads; the defaults are the safe ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import importlib
 import importlib.util
@@ -15,7 +23,8 @@ import os
 import secrets
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +44,9 @@ PIPELINE_MARKER = "model_index.json"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 _SEED_RANGE = 2**32
+PROGRESS_INTERVAL_SECS = 0.25
+"""Step progress at most 4 times a second: what a person can see, and no more hops."""
+WARM_UP_STEPS = 1
 
 
 class _Interrupted(Exception):
@@ -77,6 +89,12 @@ def _import_backend() -> tuple[Any, Any]:
             f"the diffusers engine needs torch and diffusers ({exc}): {EXTRA_HINT}",
             retryable=True,
         ) from None
+    # Loading bars belong to a terminal; the worker has its log instead.
+    for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+        try:
+            importlib.import_module(name).disable_progress_bar()
+        except Exception:  # an older or newer library without it
+            continue
     return torch, diffusers
 
 
@@ -97,6 +115,13 @@ class DiffusersEngine:
         self._model_map = dict(model_map or {})
         self._folders: dict[str, Path] = {}
         self._loaded: tuple[Path, Any] | None = None
+        self._call_params: frozenset[str] = frozenset()
+        # One thread runs every pipeline call: a job cut off keeps it until its next step,
+        # and thread-bound state (CUDA graphs, compiled code) stays on one thread.
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._closing = threading.Event()
+        self.preload: asyncio.Future[None] | None = None
+        """The background load of the only pipeline, started by ``start()``."""
         # Held by the thread that runs a pipeline: a job the worker cut off keeps running
         # until its next step, and the next job must wait for it.
         self._thread_lock = threading.Lock()
@@ -140,13 +165,55 @@ class DiffusersEngine:
                     found[child.name] = child
         self._folders = found
 
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="diffusers")
+        return self._executor
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool(), fn, *args)
+
     async def start(self) -> None:
-        return None
+        """With a single pipeline, load it (and warm its first call on a GPU) now, in the
+        background: the first job then waits for the load only, not for imports,
+        CUDA's start-up and the first call's one-off costs on top of it."""
+        folders = set(self._folders.values())
+        if len(folders) == 1 and not dependencies_missing():
+            self._closing.clear()
+            self.preload = asyncio.ensure_future(self._in_thread(self._warm, folders.pop()))
+
+    def _warm(self, folder: Path) -> None:
+        try:
+            torch, diffusers = _import_backend()
+            with self._thread_lock:
+                if self._closing.is_set():
+                    return
+                pipe = self._pipeline(torch, diffusers, folder)
+                device = str(getattr(pipe, "device", "cpu"))
+                if device != "cpu" or self.settings.compile:
+                    self._warm_up(torch, pipe)
+        except Exception:  # the first job loads it again and reports what is wrong
+            return
+
+    def _warm_up(self, torch: Any, pipe: Any) -> None:
+        """One step at the pipeline's own size: CUDA's lazy start-up, kernel loading and
+        a compilation happen here rather than in the first job."""
+        call: dict[str, Any] = {"prompt": "warm up", "num_inference_steps": WARM_UP_STEPS,
+                                "generator": torch.Generator(device="cpu").manual_seed(0),
+                                "output_type": "pil"}
+        if "guidance_scale" in self._call_params:
+            call["guidance_scale"] = self.settings.guidance_scale
+        pipe(**call)
 
     async def close(self) -> None:
+        self._closing.set()
         if self._stop is not None:
             self._stop.set()
-        await asyncio.to_thread(self._unload)
+        await self._in_thread(self._unload)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     def _unload(self) -> None:
         with self._thread_lock:
@@ -187,7 +254,7 @@ class DiffusersEngine:
         report(0.0)
         stop = self._stop = threading.Event()
         try:
-            result = await asyncio.to_thread(self._run, folder, task, report, stop)
+            result: EngineResult = await self._in_thread(self._run, folder, task, report, stop)
         except asyncio.CancelledError:
             # The thread cannot be cancelled: make it stop at its next step.
             stop.set()
@@ -234,8 +301,36 @@ class DiffusersEngine:
         pipe = pipe.to(device)
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
+        self._speed_ups(torch, pipe, folder)
+        self._call_params = frozenset(inspect.signature(pipe.__call__).parameters)
         self._loaded = (folder, pipe)
         return pipe
+
+    def _speed_ups(self, torch: Any, pipe: Any, folder: Path) -> None:
+        """The opt-in speed-ups a user would otherwise hand-write, where the pipeline has
+        the parts they apply to."""
+        settings = self.settings
+        key = ""
+        try:
+            if settings.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
+                key = "fuse_qkv"
+                pipe.fuse_qkv_projections()
+            if settings.channels_last:
+                key = "channels_last"
+                for name in ("unet", "vae"):
+                    module = getattr(pipe, name, None)
+                    if module is not None:
+                        module.to(memory_format=torch.channels_last)
+            if settings.compile:
+                key = "compile"
+                for name in ("unet", "transformer"):
+                    module = getattr(pipe, name, None)
+                    if module is not None:
+                        setattr(pipe, name, torch.compile(module))
+        except Exception as exc:
+            raise EngineError(f"config key 'diffusers.{key}' cannot be applied to the pipeline "
+                              f"in {folder}: {type(exc).__name__}: {exc}",
+                              retryable=False) from None
 
     def _run(self, folder: Path, task: ImageTask, report: Progress,
              stop: threading.Event) -> EngineResult:
@@ -251,11 +346,17 @@ class DiffusersEngine:
         steps = task.steps
         seed = task.seed if task.seed is not None else secrets.randbelow(_SEED_RANGE)
 
+        last_report = time.monotonic()
+
         def on_step(index: int) -> None:
+            nonlocal last_report
             if stop.is_set():
                 raise _Interrupted
-            total = getattr(pipe, "num_timesteps", None) or steps
-            report(0.98 * (index + 1) / max(1, int(total)))
+            total = max(1, int(getattr(pipe, "num_timesteps", None) or steps))
+            now = time.monotonic()
+            if index + 1 >= total or now - last_report >= PROGRESS_INTERVAL_SECS:
+                last_report = now
+                report(0.98 * (index + 1) / total)
 
         def on_step_end(_pipe: Any, index: int, _timestep: Any,
                         kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +374,7 @@ class DiffusersEngine:
             "generator": torch.Generator(device="cpu").manual_seed(seed),
             "output_type": "pil",
         }
-        params = inspect.signature(pipe.__call__).parameters
+        params = self._call_params
         if self.settings.negative_prompt and "negative_prompt" in params:
             call["negative_prompt"] = self.settings.negative_prompt
         if "guidance_scale" in params:

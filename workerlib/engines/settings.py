@@ -78,3 +78,15 @@ class DiffusersSettings(_Table):
     guidance_scale: float = Field(
         7.5, ge=0, le=100, description="Guidance scale of the diffusers pipeline."
     )
+    compile: bool = Field(
+        False, description="Opt-in: torch.compile the pipeline's denoiser when it loads (the "
+        "first job waits for the compilation; later ones may run faster on a GPU)."
+    )
+    channels_last: bool = Field(
+        False, description="Opt-in: channels-last memory layout for the denoiser and the VAE "
+        "(often faster on NVIDIA tensor cores)."
+    )
+    fuse_qkv: bool = Field(
+        False, description="Opt-in: fuse the attention's query, key and value projections "
+        "where the pipeline supports it (attention itself already uses PyTorch's fused SDPA)."
+    )

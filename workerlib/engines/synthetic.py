@@ -40,11 +40,15 @@ from workerlib.wire import (
 
 SYNTHETIC_MODELS: dict[str, tuple[str, ...]] = {
     "image": ("synthetic", "synthetic-image"),
-    "llm": ("synthetic-llm",),
-    "audio_stt": ("synthetic-stt",),
-    "audio_tts": ("synthetic-tts",),
-    "video": ("synthetic-video",),
+    "llm": ("synthetic", "synthetic-llm"),
+    "audio_stt": ("synthetic", "synthetic-stt"),
+    "audio_tts": ("synthetic", "synthetic-tts"),
+    "video": ("synthetic", "synthetic-video"),
 }
+"""What is advertised per kind: the generic id and the kind's own."""
+SYNTHETIC_IDS: frozenset[str] = frozenset(m for ids in SYNTHETIC_MODELS.values() for m in ids)
+"""Every id serves every kind: a v1 studio matches a job's model against the flat list of
+all advertised ids, so each of them must really run for each advertised kind."""
 
 MAX_IMAGE_PIXELS = 4096 * 4096
 # libwebp refuses larger sides; such images fall back to PNG.
@@ -255,7 +259,7 @@ def render_video(task: VideoTask) -> BinaryResult:
 
 
 class SyntheticEngine:
-    """Serves every kind with ``synthetic*`` models, no GPU and no network needed."""
+    """Serves every kind with any of its ``synthetic*`` ids, no GPU and no network needed."""
 
     def __init__(self, *, delay_secs: float = 0.0) -> None:
         if not math.isfinite(delay_secs) or delay_secs < 0:
@@ -282,7 +286,7 @@ class SyntheticEngine:
         return None
 
     async def generate(self, model: str, task: Task, progress: ProgressCallback) -> EngineResult:
-        if model not in SYNTHETIC_MODELS.get(task.kind, ()):
+        if model not in SYNTHETIC_IDS or task.kind not in SYNTHETIC_MODELS:
             raise CannotServe(self.name, task.kind, model)
         work = self._prepare(model, task)
         pause = self._delay_secs / _PROGRESS_STEPS

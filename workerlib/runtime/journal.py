@@ -1,12 +1,20 @@
 """A tiny durable record of the job in flight and of fails not yet delivered.
 
 Written before the engine starts and removed once the studio acknowledged the
-result, so a worker killed mid-job can tell the studio on its next start.
+result, so a worker killed mid-job can tell the studio on its next start. A job
+leaves the journal only when the studio took its ``complete`` or ``fail``, or said
+the job is gone or not ours (404, 409, 410): :func:`studio_has_it`. A 401/403 during
+a token rotation keeps it here until the fail can be delivered.
+
+A write that fails (a full disk) never raises into the job: the entries stay in
+memory, :attr:`Journal.fault` says what is wrong ("disk full: …"), and the worker
+stops claiming until :meth:`Journal.retry` succeeds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,7 +22,25 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from workerlib.errors import StudioError, StudioHTTPError
+
 RESTARTED_REASON = "worker restarted"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+GONE_STATUSES = (404, 409, 410)
+
+
+def studio_has_it(error: StudioError | None) -> bool:
+    """True when a complete/fail needs no more sending: it was taken (``error`` None) or
+    the studio said the job is gone or no longer ours."""
+    return error is None or (isinstance(error, StudioHTTPError)
+                             and error.status in GONE_STATUSES)
+
+
+def describe_write_error(path: Path, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.errno in _DISK_FULL:
+        return f"disk full: cannot write {path} ({reason})"
+    return f"cannot write {path} ({reason})"
 
 
 @dataclass
@@ -38,6 +64,8 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._entries: list[JournalEntry] | None = None
+        self.fault: str | None = None
+        """Why the last write failed (``disk full: …``); None once writing works."""
 
     def entries(self) -> list[JournalEntry]:
         if self._entries is None:
@@ -66,10 +94,21 @@ class Journal:
                 continue
         return entries
 
-    def _write(self, entries: list[JournalEntry]) -> None:
-        if entries == self._entries:
-            return
+    def _write(self, entries: list[JournalEntry]) -> bool:
+        """Keep ``entries`` (in memory always, on disk when possible). False on a write
+        error, which is recorded in :attr:`fault` rather than raised."""
+        if entries == self._entries and self.fault is None:
+            return True
         self._entries = list(entries)
+        try:
+            self._store(entries)
+        except OSError as exc:
+            self.fault = describe_write_error(self.path, exc)
+            return False
+        self.fault = None
+        return True
+
+    def _store(self, entries: list[JournalEntry]) -> None:
         if not entries:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
@@ -88,17 +127,24 @@ class Journal:
                 os.unlink(tmp)
             raise
 
-    def begin(self, job_id: str) -> None:
+    def retry(self) -> bool:
+        """After a fault: try to write again. True when the journal is on disk."""
+        if self.fault is None:
+            return True
+        return self._write(self.entries())
+
+    def begin(self, job_id: str) -> bool:
+        """Record the job before it runs; False when that could not be written."""
         entries = [e for e in self.entries() if e.job_id != job_id]
         entries.append(JournalEntry(job_id=job_id, claimed_at=time.time()))
-        self._write(entries)
+        return self._write(entries)
 
-    def pending_fail(self, job_id: str, error: str, retryable: bool) -> None:
+    def pending_fail(self, job_id: str, error: str, retryable: bool) -> bool:
         entries = [e for e in self.entries() if e.job_id != job_id]
         entries.append(
             JournalEntry(job_id=job_id, claimed_at=time.time(), error=error, retryable=retryable)
         )
-        self._write(entries)
+        return self._write(entries)
 
-    def done(self, job_id: str) -> None:
-        self._write([e for e in self.entries() if e.job_id != job_id])
+    def done(self, job_id: str) -> bool:
+        return self._write([e for e in self.entries() if e.job_id != job_id])

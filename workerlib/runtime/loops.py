@@ -1,420 +1,284 @@
-"""The worker loops: heartbeat, claim (and run), log shipping, config watch, update check.
+"""The worker loops: registration, the studio session (v1 or v2, chosen here), and the
+side loops every protocol shares (engine health, config watch, update check).
 
-Each loop is a small tick on a drift-free cadence and ends when the stop event is
-set. Failures are logged once on the way down and once on recovery.
+Each loop is a small tick on a drift-free cadence and ends when the worker stops.
+The loops get their collaborators passed in (a ``Host``); they never import the
+service. Failures are logged once on the way down and once on recovery.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
-from typing import TYPE_CHECKING
 
-from workerlib.engines.base import BinaryResult, EngineError, EngineResult
-from workerlib.errors import BadClaim, StudioAuthError, StudioError, StudioHTTPError
 from workerlib.logs import get_logger
-from workerlib.runtime.journal import RESTARTED_REASON
-from workerlib.runtime.timing import Backoff, Cadence, wait_event
+from workerlib.runtime.host import Host
+from workerlib.runtime.job import SHUTDOWN_REASON, JobRunner
+from workerlib.runtime.registration import Registrar
+from workerlib.runtime.state import ProtocolInfo
+from workerlib.runtime.timing import wait_event
+from workerlib.runtime.transport import End, Transport, session_key
+from workerlib.runtime.v1 import PollingTransport
+from workerlib.runtime.v2 import (
+    DELETED_MESSAGE,
+    DUPLICATE_MESSAGE,
+    UNAUTHORISED_MESSAGE,
+    ChannelTransport,
+    probe_v2,
+)
 from workerlib.updater import UpdateStatus
-from workerlib.wire import JobClaim, task_prompt
 
-if TYPE_CHECKING:
-    from workerlib.service import WorkerService
-
-log_hb = get_logger("heartbeat")
+log = get_logger("worker")
 log_claim = get_logger("claim")
-log_gen = get_logger("generate")
-log_done = get_logger("complete")
 log_update = get_logger("auto-update")
-log_config = get_logger("config")
-log_register = get_logger("register")
 
-LOG_FLUSH_SECS = 1.0
-SHIP_BATCH = 500
 BACKEND_CHECK_SECS = 60.0
 """How often a healthy engine's backend (and its model list) is checked."""
-FAILURES_BEFORE_COOLDOWN = 3
 CONFIG_WATCH_SECS = 1.0
 UPDATE_TICK_SECS = 60.0
-UPLOAD_ATTEMPTS = 4
-REPORT_ATTEMPTS = 3
-RETRY_BASE_SECS = 1.0
-"""First delay between upload / fail-report attempts; doubles each time."""
-SHUTDOWN_REASON = "worker shutting down"
-
-
-def _transient(exc: StudioError) -> bool:
-    """Worth retrying: the studio was unreachable, busy or broken, not refusing."""
-    if isinstance(exc, StudioHTTPError):
-        return exc.status >= 500 or exc.status in (408, 425, 429)
-    return True
+SHUTDOWN_GRACE_SECS = 3.0
+"""After the drain: how long the job's fail report and the last logs may take."""
+REPROBE_SECS = 3600.0
+"""auto on a v1-only studio: how often to look for a v2 channel again."""
+NO_V2_REASON = "studio has no v2 channel: polling"
+_STOP_MESSAGES = {End.UNAUTHORISED: UNAUTHORISED_MESSAGE, End.DUPLICATE: DUPLICATE_MESSAGE,
+                  End.DELETED: DELETED_MESSAGE,
+                  End.GAVE_UP: "gave up reconnecting to the studio (ws_reconnect_attempts); "
+                               "restart the worker to try again"}
 
 
 class WorkerLoops:
-    """One run of the loops. A restart makes a new instance; state lives in the service."""
+    """One run of the loops. A restart makes a new instance; state lives in the host."""
 
-    def __init__(self, service: WorkerService, *, until_idle: bool = False) -> None:
-        self.svc = service
+    def __init__(
+        self,
+        host: Host,
+        *,
+        until_idle: bool = False,
+        reprobe_secs: float = REPROBE_SECS,
+        idle_timeout_secs: float | None = None,
+        registration_poll_secs: float | None = None,
+    ) -> None:
+        self.host = host
         self.until_idle = until_idle
+        self.reprobe_secs = reprobe_secs
+        self.idle_timeout_secs = idle_timeout_secs
+        self.jobs = JobRunner(host)
+        self.registrar = Registrar(host) if registration_poll_secs is None else \
+            Registrar(host, poll_secs=registration_poll_secs)
         self.stop_event = asyncio.Event()
         self.stop_claiming = asyncio.Event()
+        self.end_session = asyncio.Event()
         self.wake = asyncio.Event()
         self.heartbeat_now = asyncio.Event()
         """Set to send a heartbeat at once (the advertised models changed)."""
         self.heartbeat_sent = asyncio.Event()
         self.idle = asyncio.Event()
-        self.job_task: asyncio.Task[None] | None = None
+        """Set each round the worker had no job to run (held back, or none offered)."""
+        self.transport: Transport | None = None
+        self.session_changed = asyncio.Event()
+        """Set whenever a session starts or ends (tests wait on it)."""
         self._tasks: list[asyncio.Task[None]] = []
-        self._hb_failures = 0
-        self._claim_errors = 0
+        self._v2_missing = False
         self._advertised_models: dict[str, list[str]] | None = None
-        self._claim_backoff = Backoff()
-        self._ship_backoff = Backoff()
-        self._register_backoff = Backoff()
-        self._register_refused = False
-        self._last_update_check = 0.0
+        self._last_update_check = -float("inf")
         self._update_ready = False
+        self._session_key: tuple[str, ...] | None = None
+
+    @property
+    def job_task(self) -> asyncio.Task[None] | None:
+        task = self.jobs.task
+        return task if task is not None and not task.done() else None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        loop_fns = [self._heartbeat_loop, self._claim_loop, self._ship_loop, self._config_loop,
-                    self._update_loop, self._backend_loop]
+        loop_fns = [self._claim_loop, self._config_loop, self._update_loop, self._backend_loop]
         self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_fns]
 
     async def stop(self, drain_secs: float) -> None:
-        """Stop claiming, let a running job finish within ``drain_secs``, then stop."""
+        """Stop taking jobs, let a running job finish within ``drain_secs``, then stop.
+
+        Bounded whatever the network does: after the drain, the job's fail report and
+        the session's last log batch share SHUTDOWN_GRACE_SECS, then everything is
+        cancelled. A fail that could not be sent stays in the journal (written before
+        sending) and is reported at the next start.
+        """
         self.stop_claiming.set()
         self.wake.set()
-        claim_loop = self.claim_task()
-        if not claim_loop.done():
-            if self.job_task is not None and not self.job_task.done():
+        main = self.claim_task()
+        if not main.done():
+            if self.job_task is not None:
                 log_claim.info("waiting up to %g s for the running job to finish", drain_secs)
-            # The claim loop ends by itself once the job it may be running is done.
-            done, _ = await asyncio.wait({claim_loop}, timeout=drain_secs)
+            done, _ = await asyncio.wait({main}, timeout=drain_secs)
             if not done:
                 job = self.job_task
-                if job is not None and not job.done():
-                    job.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await job
-                claim_loop.cancel()
+                if job is not None:
+                    self.jobs.abort(SHUTDOWN_REASON)  # it reports itself failed
+                    await asyncio.wait({job}, timeout=SHUTDOWN_GRACE_SECS)
+                    if not job.done():
+                        job.cancel()  # the studio does not answer: the journal keeps it
+                        await asyncio.wait({job}, timeout=SHUTDOWN_GRACE_SECS)
+                # The session ends by itself (after its last logs) once no job runs.
+                done, _ = await asyncio.wait({main}, timeout=SHUTDOWN_GRACE_SECS)
+                if not done:
+                    get_logger("logs").warning("the last %d log entries could not be shipped",
+                                               len(self.host.ship_queue),
+                                               extra={"local_only": True})
         self.stop_event.set()
-        self.heartbeat_now.set()
         for task in self._tasks:
-            if task.get_name() != "_ship_loop":
-                task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.flush_logs()
+            task.cancel()
+        await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_SECS)
 
     def claim_task(self) -> asyncio.Task[None]:
-        return next(t for t in self._tasks if t.get_name() == "_claim_loop")
-
-    # -- heartbeat ------------------------------------------------------------------------
-    async def _heartbeat_loop(self) -> None:
-        """The heartbeat keeps its cadence even while the studio is down: it is the cheap
-        probe (one small request per interval) that tells the backed-off claim loop when
-        to try again, so work resumes within one interval of the studio coming back."""
-        cadence = Cadence(asyncio.get_running_loop())
-        while not self.stop_event.is_set():
-            config = self.svc.config
-            if not config.is_registered():
-                await self._try_register()
-            else:
-                try:
-                    await self.svc.client.heartbeat(
-                        config.worker_id, config.auth_token, self.svc.capabilities(),
-                        self.svc.state.current_job.job_id if self.svc.state.current_job else None,
-                    )
-                except StudioError as exc:
-                    unauthorised = isinstance(exc, StudioAuthError)
-                    if not self._hb_failures:
-                        if unauthorised:
-                            log_hb.error("heartbeat refused: not authorised — register again (%s)",
-                                         exc)
-                        else:
-                            log_hb.warning("%s", exc)
-                    self._hb_failures += 1
-                    self.svc.state.heartbeat_failed(str(exc), unauthorised=unauthorised)
-                else:
-                    if self._hb_failures:
-                        log_hb.info("heartbeat ok again after %d failures", self._hb_failures)
-                        self._hb_failures = 0
-                        # The studio is back: retry claims and logs now, not after their backoff.
-                        self._claim_backoff.reset()
-                        self._ship_backoff.reset()
-                        self.wake.set()
-                    self.svc.state.heartbeat_ok()
-                self.svc.publish_status_file(force=True)
-            self.heartbeat_sent.set()
-            self.heartbeat_now.clear()
-            delay = cadence.delay(config.heartbeat_interval_secs)
-            if await wait_event(self.heartbeat_now, delay):
-                cadence.reset()
-
-    async def _try_register(self) -> None:
-        if self._register_refused:
-            return  # until the config changes; the refusal is already shown
-        if not self.svc.config.bootstrap_token:
-            self.svc.state.set_error(
-                "not registered: set bootstrap_token in the config or use Register")
-            return
-        try:
-            await self.svc.register()
-        except StudioAuthError as exc:
-            self._register_refused = True
-            self.svc.state.set_error(str(exc))
-            log_register.error("%s", exc)
-        except StudioError as exc:
-            if not self._register_backoff.failing:
-                log_register.warning("registration failed, will retry: %s", exc)
-            await wait_event(self.stop_event, self._register_backoff.next_delay())
-        else:
-            self._register_backoff.reset()
+        """The task that talks to the studio and runs jobs (it ends when idle in
+        ``until_idle`` mode)."""
+        return self._tasks[0]
 
     def config_changed(self) -> None:
-        self._register_refused = False
+        self.registrar.config_changed()
+        key = session_key(self.host.config)
+        if self.transport is not None and key != self._session_key:
+            self.end_session.set()  # the next session uses the new address or token
         self.wake.set()
 
-    # -- claim and run --------------------------------------------------------------------
-    def _holding_back(self) -> bool:
-        """True while the worker should not claim on its own account."""
-        config = self.svc.config
-        state = self.svc.state
-        return (not config.is_registered() or not config.auto_enabled or state.unauthorised
-                or state.backend_problem is not None or state.cooling_down())
+    # -- LoopContext ------------------------------------------------------------------------
+    def holding_back(self) -> bool:
+        config = self.host.config
+        state = self.host.state
+        return (not config.auto_enabled or state.backend_problem is not None
+                or state.cooling_down() or self.host.policy.hold_reason() is not None
+                or self._local_fault())
 
-    async def _claim_loop(self) -> None:
-        await self.svc.check_backend()
+    def _local_fault(self) -> bool:
+        """The journal cannot be written (a full disk): take nothing until it can, or
+        every job would be handed straight back and the studio's queue drained."""
+        journal, state = self.host.journal, self.host.state
+        if journal.fault is None:
+            return False
+        if journal.retry():
+            log_claim.info("the journal can be written again; claiming resumes")
+            state.set_error(None)
+            return False
+        if state.last_error != journal.fault:
+            log_claim.error("not claiming: %s", journal.fault)
+            state.set_error(journal.fault)
+        return True
+
+    async def between_jobs(self) -> bool:
+        """Updates are applied and a changed engine rebuilt here, between jobs."""
+        if self._update_ready and await self._apply_update():
+            self.stop_claiming.set()
+            return True
+        if self.host.restart_pending:
+            await self.host.rebuild_engine()
+            await self.jobs.check_backend()
         await self._advertise_models_if_changed()
-        await self.svc.report_journal()
+        return False
+
+    # -- registration and the session ----------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        await self.jobs.check_backend()
         while not self.stop_claiming.is_set():
-            config = self.svc.config
-            # Updates are applied here, between jobs: nothing is claimed meanwhile.
-            if self._update_ready and await self._apply_update():
-                return
-            if self.svc.restart_pending:
-                await self.svc.rebuild_engine()
-                await self.svc.check_backend()
-            await self._advertise_models_if_changed()
-            if self._holding_back():
-                self.idle.set()
-                if self.until_idle and not config.auto_enabled:
-                    return
-                self.wake.clear()
-                await wait_event(self.wake, config.claim_interval_secs)
+            if not self.host.config.is_registered():
+                delay = await self.registrar.step()
+                if delay > 0:
+                    self.wake.clear()
+                    await wait_event(self.wake, delay)
                 continue
-            await self.svc.report_journal()
+            transport = self._choose()
+            self._session_key = session_key(self.host.config)
+            self.end_session.clear()
+            self.transport = transport
+            self.session_changed.set()
             try:
-                claim = await self.svc.client.claim(config.worker_id, config.auth_token)
-            except BadClaim as exc:
-                await self._bad_claim(exc)
-                await wait_event(self.stop_claiming, config.claim_interval_secs)
-                continue
-            except StudioError as exc:
-                if isinstance(exc, StudioAuthError):
-                    self.svc.state.set_unauthorised(True)
-                if not self._claim_errors:
-                    log_claim.warning("%s", exc)
-                self._claim_errors += 1
-                # Woken early by a successful heartbeat (or stop, resume, a config change).
+                end = await transport.run()
+            finally:
+                self.transport = None
+                self.session_changed.set()
+            if end is End.IDLE or self.stop_claiming.is_set():
+                return
+            if end is End.NO_V2:
+                self._v2_missing = True
+            elif end is End.V2_APPEARED:
+                self._v2_missing = False
+                log.info("the studio has a v2 channel now: switching from polling")
+            elif end in _STOP_MESSAGES:
+                self.host.state.set_error(_STOP_MESSAGES[end])
                 self.wake.clear()
-                await wait_event(self.wake, self._claim_backoff.next_delay())
-                continue
-            if self._claim_errors:
-                log_claim.info("claiming works again after %d failures", self._claim_errors)
-                self._claim_errors = 0
-                self._claim_backoff.reset()
-            if claim is None:
-                self.idle.set()
-                if self.until_idle:
-                    return
-                self.wake.clear()
-                await wait_event(self.wake, config.claim_interval_secs)
-                continue
-            self.idle.clear()
-            self.job_task = asyncio.create_task(self._run_job(claim), name=f"job-{claim.job_id}")
-            # The job task is awaited through wait() so that stop() can cancel it on its
-            # own after the drain budget without cancelling this loop first.
-            await asyncio.wait({self.job_task})
-            self.job_task = None
-            self.svc.publish_status_file()
+                while not self.stop_claiming.is_set() and \
+                        session_key(self.host.config) == self._session_key:
+                    await wait_event(self.wake, 3600.0)
+                    self.wake.clear()
+
+    def _choose(self) -> Transport:
+        """``protocol`` decides; ``auto`` tries the v2 channel and falls back to polling
+        when the studio has none, looking again every ``reprobe_secs``."""
+        config = self.host.config
+        if config.protocol == "v1":
+            info = ProtocolInfo(name="v1", reason="protocol = v1 in the config")
+        elif config.protocol == "v2":
+            info = ProtocolInfo(name="v2", reason="protocol = v2 in the config")
+        elif self._v2_missing:
+            info = ProtocolInfo(name="v1", reason=NO_V2_REASON)
+        else:
+            info = ProtocolInfo(name="v2", reason="auto: the studio has a v2 channel")
+        if self.host.state.protocol != info:
+            log.info("talking to %s over %s", config.api_base_url, info.describe())
+        self.host.state.set_protocol(info)
+        if info.name == "v2":
+            kwargs = {} if self.idle_timeout_secs is None else \
+                {"idle_timeout_secs": self.idle_timeout_secs}
+            return ChannelTransport(self, allow_fallback=config.protocol == "auto", **kwargs)
+        reprobe = self._probe if config.protocol == "auto" else None
+        return PollingTransport(self, reprobe=reprobe, reprobe_secs=self.reprobe_secs)
+
+    async def _probe(self) -> bool:
+        config = self.host.config
+        return await probe_v2(self.host.http, config.api_base_url, config.worker_id,
+                              config.auth_token)
+
+    async def flush_logs(self) -> bool:
+        transport = self.transport
+        return await transport.flush_logs() if transport is not None else True
 
     async def _advertise_models_if_changed(self) -> None:
         """The studio matches jobs against the last heartbeat's capabilities: when the
         engine's models changed (a backend came up, a model was installed), tell it
-        before claiming rather than up to one interval later."""
-        models = self.svc.engine.models_per_kind()
-        if models != self._advertised_models and self._advertised_models is not None:
+        before taking a job rather than up to one interval later."""
+        models = self.host.engine.models_per_kind()
+        if models != self._advertised_models and self._advertised_models is not None \
+                and self.transport is not None:
             self.heartbeat_sent.clear()
             self.heartbeat_now.set()
             await wait_event(self.heartbeat_sent, 5.0)
         self._advertised_models = models
 
-    async def _bad_claim(self, exc: BadClaim) -> None:
-        if exc.job_id is None:
-            log_claim.error("the studio sent an unusable claim reply: %s", exc)
-            return
-        log_claim.error("job %s from the studio is unusable: %s", exc.job_id, exc,
-                        extra={"job_id": exc.job_id})
-        await self.svc.report_fail(exc.job_id, str(exc), retryable=exc.retryable)
-
-    async def _run_job(self, claim: JobClaim) -> None:
-        svc = self.svc
-        task = claim.effective_task()
-        prompt = task_prompt(task)
-        job_id = claim.job_id
-        extra = {"job_id": job_id}
-        svc.journal.begin(job_id)
-        svc.state.job_started(job_id, task.kind, claim.model, prompt)
-        svc.publish_status_file()
-        log_claim.info("claimed job %s (%s · %s, %.1f GiB)", job_id, task.kind, claim.model,
-                       claim.vram_gb_estimate, extra=extra)
-        loop = asyncio.get_running_loop()
-        loop_thread = threading.get_ident()
-
-        def progress(fraction: float) -> None:
-            # Engines report from their worker threads or from the loop itself.
-            if threading.get_ident() == loop_thread:
-                svc.state.job_progress(job_id, fraction)
-            else:
-                loop.call_soon_threadsafe(svc.state.job_progress, job_id, fraction)
-
-        started = time.monotonic()
-        limit = svc.config.job_timeout_secs
-        try:
-            result = await asyncio.wait_for(svc.engine.generate(claim.model, task, progress),
-                                            limit)
-        except TimeoutError:
-            reason = f"timed out after {limit:g} s"
-            log_gen.error("job %s %s; stopping it", job_id, reason, extra=extra)
-            try:
-                await svc.engine.interrupt()
-            except Exception as exc:
-                log_gen.warning("could not interrupt the engine: %s", exc, extra=extra)
-            await svc.report_fail(job_id, reason, retryable=True)
-            return
-        except asyncio.CancelledError:
-            log_gen.warning("job %s interrupted: %s", job_id, SHUTDOWN_REASON, extra=extra)
-            await svc.report_fail(job_id, SHUTDOWN_REASON, retryable=True)
-            raise
-        except EngineError as exc:
-            log_gen.error("job %s failed: %s", job_id, exc, extra=extra)
-            await svc.report_fail(job_id, str(exc), retryable=exc.retryable)
-            return
-        except Exception as exc:
-            log_gen.exception("job %s: the engine crashed", job_id, extra=extra)
-            await svc.report_fail(job_id, f"engine crashed: {type(exc).__name__}: {exc}",
-                                  retryable=True)
-            return
-        log_gen.info("job %s generated in %.2f s", job_id, time.monotonic() - started,
-                     extra=extra)
-        try:
-            await self._upload(claim, prompt, result)
-        except asyncio.CancelledError:
-            await svc.report_fail(job_id, SHUTDOWN_REASON, retryable=True)
-            raise
-
-    async def _upload(self, claim: JobClaim, prompt: str, result: EngineResult) -> None:
-        svc = self.svc
-        job_id = claim.job_id
-        extra = {"job_id": job_id}
-        backoff = Backoff(base=RETRY_BASE_SECS, cap=8 * RETRY_BASE_SECS)
-        last: StudioError | None = None
-        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
-            config = svc.config
-            try:
-                if isinstance(result, BinaryResult):
-                    await svc.client.complete(config.worker_id, config.auth_token, job_id,
-                                              prompt, result.data, result.ext)
-                else:
-                    await svc.client.complete_json(config.worker_id, config.auth_token, job_id,
-                                                   prompt, result.value)
-            except StudioError as exc:
-                last = exc
-                if not _transient(exc):
-                    break
-                log_done.warning("upload of job %s failed (attempt %d/%d): %s", job_id, attempt,
-                                 UPLOAD_ATTEMPTS, exc, extra=extra)
-                if attempt < UPLOAD_ATTEMPTS:
-                    await asyncio.sleep(backoff.next_delay())
-                continue
-            size = f"{len(result.data)} bytes .{result.ext}" if isinstance(
-                result, BinaryResult) else "JSON"
-            log_done.info("job %s completed (%s)", job_id, size, extra=extra)
-            svc.journal.done(job_id)
-            svc.state.job_finished(job_id, "completed")
-            return
-        assert last is not None
-        if isinstance(last, StudioHTTPError) and last.status == 409:
-            # The studio no longer considers the job ours; a fail would be refused too.
-            log_done.error("job %s was taken back by the studio: %s", job_id, last, extra=extra)
-            svc.journal.done(job_id)
-            svc.state.job_finished(job_id, "failed", str(last), retryable=None)
-            return
-        await svc.report_fail(job_id, f"upload failed: {last}", retryable=True)
-
     # -- backend health -------------------------------------------------------------------
     async def _backend_loop(self) -> None:
         while not self.stop_event.is_set():
-            down = self.svc.state.backend_problem is not None
-            interval = self.svc.config.claim_interval_secs if down else BACKEND_CHECK_SECS
+            down = self.host.state.backend_problem is not None
+            interval = self.host.config.claim_interval_secs if down else BACKEND_CHECK_SECS
             await wait_event(self.stop_event, interval)
             if self.stop_event.is_set():
                 return
-            idle = self.job_task is None or self.job_task.done()
-            if idle and await self.svc.check_backend() is None and down:
+            if self.job_task is None and await self.jobs.check_backend() is None and down:
                 self.wake.set()
-
-    # -- log shipping ---------------------------------------------------------------------
-    async def _ship_loop(self) -> None:
-        cadence = Cadence(asyncio.get_running_loop())
-        while not self.stop_event.is_set():
-            delay = cadence.delay(LOG_FLUSH_SECS)
-            ok = await self.flush_logs()
-            if not ok:
-                delay = max(delay, self._ship_backoff.next_delay())
-                cadence.reset()
-            await wait_event(self.stop_event, delay)
-
-    async def flush_logs(self) -> bool:
-        """Ship everything queued, in batches; False when the studio refused a batch."""
-        config = self.svc.config
-        queue = self.svc.ship_queue
-        if not config.is_registered():
-            return True
-        # Bounded: entries logged while shipping wait for the next tick.
-        for _ in range(queue.capacity // SHIP_BATCH + 2):
-            batch = queue.take(SHIP_BATCH)
-            if not batch:
-                break
-            try:
-                await self.svc.client.ship_logs(config.worker_id, config.auth_token, batch)
-            except StudioError as exc:
-                queue.put_back(batch)
-                if not self._ship_backoff.failing:
-                    get_logger("logs").warning("log shipping failed: %s", exc,
-                                               extra={"local_only": True})
-                return False
-        self._ship_backoff.reset()
-        return True
 
     # -- config watch -----------------------------------------------------------------------
     async def _config_loop(self) -> None:
         while not self.stop_event.is_set():
             await wait_event(self.stop_event, CONFIG_WATCH_SECS)
-            self.svc.reload_config_if_changed()
+            self.host.reload_config_if_changed()
 
     # -- update check ------------------------------------------------------------------------
     async def _update_loop(self) -> None:
         while not self.stop_event.is_set():
-            config = self.svc.config
-            due = time.time() - self._last_update_check >= config.auto_update_interval_secs
+            config = self.host.config
+            due = time.monotonic() - self._last_update_check >= config.auto_update_interval_secs
             if config.auto_update_enabled and due:
-                self._last_update_check = time.time()
-                info = await self.svc.check_update()
+                self._last_update_check = time.monotonic()
+                info = await self.host.check_update()
                 level = logging.WARNING if info.error else logging.INFO
                 log_update.log(level, "%s", info.describe())
                 if info.available and not info.error:
@@ -425,11 +289,10 @@ class WorkerLoops:
     async def _apply_update(self) -> bool:
         """Install the available update; True when the worker must restart into it."""
         self._update_ready = False
-        outcome = await self.svc.apply_update(lambda: not self.stop_claiming.is_set())
+        outcome = await self.host.apply_update(lambda: not self.stop_claiming.is_set())
         level = {UpdateStatus.FAILED: logging.WARNING,
                  UpdateStatus.UP_TO_DATE: logging.DEBUG}.get(outcome.status, logging.INFO)
         log_update.log(level, "%s", outcome.message)
         return outcome.restart
 
-
-__all__ = ["RESTARTED_REASON", "SHUTDOWN_REASON", "WorkerLoops"]
+__all__ = ["SHUTDOWN_REASON", "WorkerLoops"]

@@ -1,4 +1,12 @@
-"""The worker's shared state and the frozen snapshots the GUI, tray and CLI read."""
+"""The worker's shared state and the frozen snapshots the GUI, tray and CLI read.
+
+Every string in a snapshot is made safe by the model itself (``_Frozen``): redacted,
+control characters escaped, long values cut (workerlib.sanitize). Whatever reaches
+``status``, ``status.json`` or the window went through that, whichever call site set it.
+
+Intervals (cool-down, staleness, durations) use a monotonic clock, so a wall-clock step
+never stops claiming for hours; wall-clock values are only for display.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from workerlib.policy.gpu import GpuHealth
+from workerlib.policy.hold import Hold
+from workerlib.sanitize import display
 
 RECENT_JOBS = 50
 PREVIEW_CHARS = 80
@@ -25,6 +37,11 @@ class Connection(StrEnum):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _safe_text(cls, value: Any) -> Any:
+        return display(value) if isinstance(value, str) else value
 
 
 class CurrentJob(_Frozen):
@@ -70,6 +87,27 @@ class UpdateInfo(_Frozen):
         return f"up to date: {self.current}"
 
 
+class Approval(_Frozen):
+    """Where a v2 registration request stands (STUDIO_API_V2.md §1)."""
+
+    phase: Literal["waiting", "rejected"]
+    request_id: str
+    since: float
+    """When this worker started waiting (wall clock)."""
+    reason: str | None = None
+
+
+class ProtocolInfo(_Frozen):
+    """The protocol in use with the studio and why it was chosen."""
+
+    name: Literal["v1", "v2"]
+    reason: str
+
+    def describe(self) -> str:
+        what = "v1 polling" if self.name == "v1" else "v2 channel"
+        return f"{what} ({self.reason})"
+
+
 class StatusSnapshot(_Frozen):
     version: str
     worker_id: str
@@ -100,6 +138,14 @@ class StatusSnapshot(_Frozen):
     pid: int
     config_path: str
     log_file: str
+    hold: Hold | None = None
+    """The politeness rule that holds claiming now (the first that holds), if any."""
+    gpus: list[GpuHealth] = []
+    """GPU health from NVML; empty without an NVIDIA GPU."""
+    user_presence: Literal["idle", "active"] | None = None
+    approval: Approval | None = None
+    """Set while a v2 registration request waits for the studio or was rejected."""
+    protocol: ProtocolInfo | None = None
     vram_source: str = "detected"
     """How vram_total_gb was found: "detected" or "set by STUDIO_WORKER_VRAM_GB"."""
 
@@ -124,9 +170,15 @@ Listener = Callable[[Event], None]
 class WorkerState:
     """Mutable state owned by the event loop; every change emits an event."""
 
-    def __init__(self, emit: Callable[[Event], None]) -> None:
+    def __init__(self, emit: Callable[[Event], None], *,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self._emit = emit
+        self._clock = clock
+        self._wall = wall
         self.current_job: CurrentJob | None = None
+        self.current_job_id: str | None = None
+        """The running job's id as the studio sent it (CurrentJob.job_id is for display)."""
         self.recent: deque[FinishedJob] = deque(maxlen=RECENT_JOBS)
         self.last_heartbeat: HeartbeatInfo | None = None
         self.last_ok_heartbeat_at: float | None = None
@@ -134,26 +186,33 @@ class WorkerState:
         self.unauthorised = False
         self.last_error: str | None = None
         self.last_update: UpdateInfo | None = None
-        self.started_at = time.time()
+        self.started_at = wall()
+        self._started_mono = clock()
+        self._last_ok_mono: float | None = None
+        self._job_started_mono = 0.0
         self.jobs_completed = 0
         self.jobs_failed = 0
         self.vram_total_gb = 0.0
         self.vram_source = "detected"
         self.backend_problem: str | None = None
         self.consecutive_failures = 0
-        self.cooldown_until: float | None = None
+        self._cooldown_end: float | None = None
+        """Monotonic deadline of the failure cool-down."""
+        self.approval: Approval | None = None
+        self.protocol: ProtocolInfo | None = None
 
     # -- heartbeat / connection -----------------------------------------------------
     def heartbeat_ok(self) -> None:
-        now = time.time()
+        now = self._wall()
         self.last_heartbeat = HeartbeatInfo(ok=True, at=now)
         self.last_ok_heartbeat_at = now
+        self._last_ok_mono = self._clock()
         self.heartbeat_failures = 0
         self.unauthorised = False
         self._emit(Event("status"))
 
     def heartbeat_failed(self, error: str, *, unauthorised: bool = False) -> None:
-        self.last_heartbeat = HeartbeatInfo(ok=False, at=time.time(), error=error)
+        self.last_heartbeat = HeartbeatInfo(ok=False, at=self._wall(), error=error)
         self.heartbeat_failures += 1
         self.unauthorised = unauthorised
         self._emit(Event("status"))
@@ -161,6 +220,16 @@ class WorkerState:
     def set_unauthorised(self, value: bool) -> None:
         if self.unauthorised != value:
             self.unauthorised = value
+            self._emit(Event("status"))
+
+    def set_approval(self, approval: Approval | None) -> None:
+        if self.approval != approval:
+            self.approval = approval
+            self._emit(Event("status"))
+
+    def set_protocol(self, protocol: ProtocolInfo | None) -> None:
+        if self.protocol != protocol:
+            self.protocol = protocol
             self._emit(Event("status"))
 
     def set_error(self, message: str | None) -> None:
@@ -174,8 +243,9 @@ class WorkerState:
         if self.unauthorised:
             return Connection.UNAUTHORISED
         stale_after = 3 * heartbeat_interval
-        reference = self.last_ok_heartbeat_at or self.started_at
-        if time.time() - reference > stale_after and self.heartbeat_failures > 0:
+        reference = self._last_ok_mono if self._last_ok_mono is not None else \
+            self._started_mono
+        if self._clock() - reference > stale_after and self.heartbeat_failures > 0:
             return Connection.DISCONNECTED
         if self.last_ok_heartbeat_at is None:
             return Connection.CONNECTING
@@ -183,16 +253,18 @@ class WorkerState:
 
     # -- jobs -----------------------------------------------------------------------
     def job_started(self, job_id: str, kind: str, model: str, prompt: str) -> None:
+        self.current_job_id = job_id
+        self._job_started_mono = self._clock()
         self.current_job = CurrentJob(
             job_id=job_id, kind=kind, model=model, prompt_preview=preview(prompt),
-            started_at=time.time(),
+            started_at=self._wall(),
         )
         self._emit(Event("job", self.current_job))
         self._emit(Event("status"))
 
     def job_progress(self, job_id: str, fraction: float) -> None:
         job = self.current_job
-        if job is None or job.job_id != job_id:
+        if job is None or self.current_job_id != job_id:
             return
         fraction = min(1.0, max(0.0, fraction))
         if job.progress is not None and abs(job.progress - fraction) < 0.005:
@@ -202,25 +274,29 @@ class WorkerState:
 
     def job_finished(
         self, job_id: str, outcome: Literal["completed", "failed"], reason: str | None = None,
-        retryable: bool | None = None,
+        retryable: bool | None = None, *, streak: bool = True,
     ) -> FinishedJob | None:
+        """``streak=False``: a failure that says nothing about this worker's health (a job
+        it cannot serve) and so does not count towards the cool-down."""
         job = self.current_job
-        if job is None or job.job_id != job_id:
+        if job is None or self.current_job_id != job_id:
             return None
-        now = time.time()
         finished = FinishedJob(
             job_id=job.job_id, kind=job.kind, model=job.model, prompt_preview=job.prompt_preview,
             outcome=outcome, reason=reason, retryable=retryable,
-            duration_secs=max(0.0, now - job.started_at), finished_at=now,
+            duration_secs=max(0.0, self._clock() - self._job_started_mono),
+            finished_at=self._wall(),
         )
         self.recent.append(finished)
         self.current_job = None
+        self.current_job_id = None
         if outcome == "completed":
             self.jobs_completed += 1
             self.consecutive_failures = 0
         else:
             self.jobs_failed += 1
-            self.consecutive_failures += 1
+            if streak:
+                self.consecutive_failures += 1
         self._emit(Event("finished", finished))
         self._emit(Event("job", None))
         self._emit(Event("status"))
@@ -236,18 +312,25 @@ class WorkerState:
             self._emit(Event("status"))
 
     def start_cooldown(self, seconds: float) -> None:
-        self.cooldown_until = time.time() + seconds
+        self._cooldown_end = self._clock() + seconds
         self.consecutive_failures = 0
         self._emit(Event("status"))
 
     def cooling_down(self) -> bool:
-        if self.cooldown_until is None:
+        if self._cooldown_end is None:
             return False
-        if time.time() >= self.cooldown_until:
-            self.cooldown_until = None
+        if self._clock() >= self._cooldown_end:
+            self._cooldown_end = None
             self._emit(Event("status"))
             return False
         return True
+
+    @property
+    def cooldown_until(self) -> float | None:
+        """When the cool-down ends, on the wall clock (for display only)."""
+        if self._cooldown_end is None:
+            return None
+        return self._wall() + max(0.0, self._cooldown_end - self._clock())
 
     def set_update(self, info: UpdateInfo) -> None:
         self.last_update = info
@@ -256,11 +339,14 @@ class WorkerState:
 
 def state_label(
     connection: Connection, *, paused: bool, busy: bool, backend_down: bool = False,
-    cooling_down: bool = False,
+    cooling_down: bool = False, held: bool = False, approval: Approval | None = None,
 ) -> str:
-    """The badge text: Idle / Busy / Paused / Disconnected / Not authorised / Not registered,
-    and Engine offline / Cooling down when the worker holds back on its own."""
+    """The badge text: Idle / Busy / Paused / Disconnected / Not authorised / Not registered
+    (Waiting for approval / Rejected while a v2 request is open), and Engine offline /
+    Cooling down when the worker holds back on its own."""
     if connection is Connection.NOT_REGISTERED:
+        if approval is not None:
+            return "Waiting for approval" if approval.phase == "waiting" else "Rejected"
         return "Not registered"
     if connection is Connection.UNAUTHORISED:
         return "Not authorised"
@@ -268,7 +354,7 @@ def state_label(
         return "Disconnected"
     if busy:
         return "Busy"
-    if paused:
+    if paused or held:
         return "Paused"
     if backend_down:
         return "Engine offline"

@@ -42,6 +42,20 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return False
 
 
+async def wait_any(events: tuple[asyncio.Event, ...], timeout: float | None) -> bool:
+    """Wait until one of ``events`` is set (or ``timeout`` s pass); True when one was set."""
+    if any(event.is_set() for event in events):
+        return True
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return bool(done)
+
+
 class Cadence:
     """Drift-free ticks: the n-th tick is due at start + n × interval.
 

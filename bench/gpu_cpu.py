@@ -1,0 +1,39 @@
+"""The CPU form of bench/gpu.py as rows of `make bench` (the tiny pipeline, no GPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from bench.common import PY, ROOT, Row, Stat
+
+GPU_NOTE = ("CPU form only: a tiny random-weight pipeline on this machine's CPU shows that "
+            "bench/gpu.py runs; the goal is for a GPU, where `python3 bench/gpu.py --shape "
+            "sd15` (and `--shape sdxl`, `--variants compile,channels_last,fuse_qkv`) measures it")
+
+
+def run(quick: bool) -> list[Row]:
+    argv = [PY, str(ROOT / "bench" / "gpu.py"), "--shape", "tiny", "--device", "cpu",
+            "--rounds", "2" if quick else "3", "--jobs", "3" if quick else "4"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                          check=True)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    phases = {line["phase"]: line for line in lines}
+    bare, worker, first = phases["bare"], phases["worker"], phases["first_result"]
+    ratio = float(worker["throughput_vs_bare"])
+    load = float(first["bare_start_to_pipeline_loaded_s"])
+    start = float(first["worker_start_to_first_result_s"])
+    return [
+        Row("diffusers, tiny pipeline on the CPU (bench/gpu.py CPU form): images/s, worker "
+            "vs bare loop with WebP encode", "bare loop",
+            Stat([1 / v for v in bare["s_per_image_per_round"]]),
+            Stat([1 / v for v in worker["s_per_image_per_round"]]), " images/s",
+            "≥ 0.97 of bare (on a GPU)", ratio >= 0.97, "{:.2f}", ratio,
+            note=f"{GPU_NOTE}; engine alone: {phases['engine']['throughput_vs_bare']:.2f} "
+                 "of bare"),
+        Row("diffusers, tiny pipeline on the CPU: start to first result",
+            "bare script: start to pipeline loaded", Stat([load]), Stat([start]), " s",
+            "≤ load + 2 s (on a GPU)", start <= load + 2.0, "{:.1f}", start / load,
+            note=f"bare script's start to its first image: "
+                 f"{first['bare_start_to_first_image_s']:.1f} s"),
+    ]
