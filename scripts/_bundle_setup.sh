@@ -55,14 +55,20 @@ check_bundle_tools() {
   [ "$(uname -s)" = Linux ] || return 0
   "$VENV/bin/python" - <<'PY'
 import importlib
+import importlib.util
 import sys
 
 missing = []
-for module in ("gi", "dbus", "kivy", "kivymd", "pystray", "plyer"):
+# gi and dbus are imported (a half-built PyGObject or dbus-python fails here); the GUI
+# packages only located (importing kivymd opens a window, pystray needs a display).
+for module in ("gi", "dbus"):
     try:
         importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001  (any failure means a broken bundle)
         missing.append(f"{module} ({type(exc).__name__}: {exc})")
+for module in ("kivy", "kivymd", "pystray", "plyer"):
+    if importlib.util.find_spec(module) is None:
+        missing.append(module)
 if missing:
     sys.exit("build-bundle: the build environment lacks " + ", ".join(missing))
 PY
