@@ -27,7 +27,7 @@ from app.calm import calm_down, flatten
 from app.frames import FramePacer
 from app.memory import trim
 from app.screens import SCREENS, StatusScreen, TabScreen
-from app.tray import PystrayTray, Tray, TrayCommands, TrayState, tray_state
+from app.tray import Tray, TrayCommands, TrayState, default_tray, tray_state
 from workerlib.instance import take_raise_request
 from workerlib.paths import resource_dir
 from workerlib.runtime.state import Event
@@ -90,7 +90,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self.quit_reason: str | None = None
         self.notifications: JobNotifications | None = None
         """Set by the runner, which keeps them going until the worker has drained."""
-        self.tray = (tray_factory or PystrayTray)(TrayCommands(
+        self.tray = (tray_factory or default_tray)(TrayCommands(
             open_window=self._from_tray(self.bring_to_front),
             toggle_pause=self._from_tray(self.toggle_pause),
             quit=self._from_tray(lambda: self.request_quit("Quit in the tray menu")),

@@ -7,12 +7,17 @@ fail in many ways on a machine without a desktop.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
+import logging
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from PIL import Image, ImageDraw
@@ -443,3 +448,148 @@ class PystrayTray:
 
     def _on_quit(self, _icon: Any, _item: Any) -> None:
         self.commands.quit()
+
+
+# -- the icon in a helper process (Linux) -------------------------------------------------------
+def helper_command() -> list[str]:
+    """How to start app/tray_helper.py: the bundle runs itself with --tray-helper."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--tray-helper"]
+    return [sys.executable, "-m", "app.tray_helper"]
+
+
+class HelperTray:
+    """The same icon and menu as ``PystrayTray``, run by app/tray_helper.py in its own
+    process so that GTK never loads into the window's process (about 30 MB)."""
+
+    STOP_WAIT_SECS = 1.0
+
+    def __init__(self, commands: TrayCommands,
+                 command: Callable[[], list[str]] = helper_command) -> None:
+        self.commands = commands
+        self.backend = ""
+        self._command = command
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._shown: TrayState | None = None
+        self._pending: TrayState | None = None
+        self._ready = threading.Event()
+        self._failed = threading.Event()
+        self._stopping = False
+
+    @property
+    def available(self) -> bool:
+        return self._ready.is_set() and not self._failed.is_set()
+
+    @property
+    def failed(self) -> bool:
+        return self._failed.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        self._ready.wait(timeout)
+        return self.available
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        # The helper imports this package the way this process did.
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            self._proc = subprocess.Popen(
+                self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                env=env, bufsize=1)
+        except OSError as exc:
+            self._give_up(f"the tray helper could not start: {exc}")
+            return
+        threading.Thread(target=self._read, name="tray-helper", daemon=True).start()
+
+    def show(self, state: TrayState) -> None:
+        with self._lock:
+            self._pending = state
+        if self._ready.is_set():
+            self._flush()
+
+    def stop(self) -> None:
+        self._stopping = True
+        proc = self._proc
+        if proc is None:
+            return
+        self._send({"stop": True})
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            proc.wait(self.STOP_WAIT_SECS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    # -- the reader thread ------------------------------------------------------------------
+    def _read(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                self._handle(message)
+        if not self._ready.is_set():
+            self._give_up("the tray helper exited")
+        elif not self._stopping and not self._failed.is_set():
+            log.warning("the tray icon stopped: its helper exited")
+            self._failed.set()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if "log" in message and isinstance(message["log"], dict):
+            level = {"warn": logging.WARNING, "error": logging.ERROR}.get(
+                str(message["log"].get("level")), logging.INFO)
+            log.log(level, "%s", str(message["log"].get("message", ""))[:2000])
+        elif "ready" in message:
+            self.backend = str(message["ready"])
+            self._ready.set()
+            self._flush()
+        elif "failed" in message:
+            self._failed.set()
+            self._ready.set()
+        elif message.get("command") == "open":
+            self.commands.open_window()
+        elif message.get("command") == "pause":
+            self.commands.toggle_pause()
+        elif message.get("command") == "quit":
+            self.commands.quit()
+        elif message.get("command") == "snooze":
+            self.commands.snooze(str(message.get("choice", "")))
+
+    def _give_up(self, reason: str) -> None:
+        log.warning("no tray icon (%s); closing the window will minimise it instead", reason)
+        self._failed.set()
+        self._ready.set()
+
+    def _flush(self) -> None:
+        with self._lock:
+            state = self._pending
+            if state is None or state == self._shown:
+                return
+            self._shown = state
+        self._send({"show": {"variant": state.variant, "tooltip": state.tooltip,
+                             "paused": state.paused}})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        try:
+            with self._lock:
+                proc.stdin.write(json.dumps(message) + "\n")
+                proc.stdin.flush()
+        except (OSError, ValueError):  # the helper is gone: the reader says so
+            pass
+
+
+def default_tray(commands: TrayCommands) -> Tray:
+    """On Linux the icon lives in a helper process (GTK stays out of this one)."""
+    if sys.platform.startswith("linux"):
+        return HelperTray(commands)
+    return PystrayTray(commands)
