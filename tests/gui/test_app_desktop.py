@@ -226,7 +226,7 @@ async def test_without_a_tray_host_it_says_so_once_and_closing_minimises(
     config = tmp_path / "config.toml"
     ConfigStore(config).update({
         "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP, "auto_update_enabled": False,
-        "heartbeat_interval_secs": 0.2, "claim_interval_secs": 0.2,
+        "heartbeat_interval_secs": 0.2, "claim_interval_secs": 0.2, "protocol": "v1",
     })
     log = tmp_path / "ui.log"
     with log.open("wb") as err:
