@@ -14,6 +14,7 @@ demo:
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # Each benchmark side by side with a baseline; writes docs/BENCHMARKS.md.
 bench:

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.main import open_window_system
-from workerlib.demo import DEMO_JOB_SECS, describe, prepare, run_headless_demo
+from workerlib.demo import (
+    DEMO_JOB_SECS,
+    describe,
+    prepare,
+    run_headless_demo,
+    show_a_rule_holding,
+)
 from workerlib.engines.synthetic import SyntheticEngine
 from workerlib.runtime.state import Event
 from workerlib.service import WorkerService
@@ -72,6 +78,7 @@ async def gui_demo(jobs: int, print_fn: Callable[[str], None] = print,
         try:
             await service.open()
             await service.register()
+            show_a_rule_holding(service, print_fn)  # the window shows it in its badge
             await run_window(service, on_app=on_app)
         finally:
             guard.cancel()

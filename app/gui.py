@@ -1,4 +1,4 @@
-"""The window: a KivyMD app over one ``WorkerService``, sharing its asyncio loop.
+"""The window: a KivyMD app over one worker (a ``WorkerHandle``), sharing its asyncio loop.
 
 Importing this module imports kivymd, which opens the window: call
 ``app.env.configure_kivy()`` first, and only where a display exists.
@@ -17,28 +17,32 @@ from typing import TYPE_CHECKING, Any, Literal
 from kivy.clock import Clock, ClockEvent
 from kivy.core.window import Window
 from kivy.lang import Builder
-from kivy.properties import StringProperty
+from kivy.properties import ObjectProperty, StringProperty
 from kivymd.app import MDApp
 from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.tab import MDTabsItem
 
 from app import widgets  # noqa: F401  (registers Reveal for the kv files)
+from app.attach import Background
 from app.calm import calm_down, flatten
 from app.frames import FramePacer
 from app.memory import trim
 from app.screens import SCREENS, StatusScreen, TabScreen
 from app.tray import Tray, TrayCommands, TrayState, default_tray, tray_state
+from app.viewmodels.link import TITLE, LinkView, render_link, window_title
+from workerlib import __version__
+from workerlib.control.handle import WorkerHandle
 from workerlib.instance import take_raise_request
 from workerlib.paths import resource_dir
 from workerlib.runtime.state import Event
-from workerlib.service import WorkerService
 
 if TYPE_CHECKING:
     from app.notifications import JobNotifications
 
+__all__ = ["TITLE", "Background", "StudioWorkerApp"]
+
 log = logging.getLogger("workerlib.ui")
 
-TITLE = "Studio Worker"
 REFRESH_SECS = 0.5
 """Core events are coalesced into at most one UI refresh (one repaint) per this many
 seconds: during a burst of short jobs each repaint holds the shared loop."""
@@ -75,16 +79,21 @@ class TabItem(MDTabsItem):  # type: ignore[misc]  # kivy ships no types
 
 
 class AppShell(MDBoxLayout):  # type: ignore[misc]  # kivy ships no types
-    pass
+    link: Any = ObjectProperty(LinkView(), rebind=True)
+    """Which worker the window shows (see app.viewmodels.link)."""
+
 
 
 class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
     """Thin controller: routes core events to the tabs and runs their async commands."""
 
-    def __init__(self, service: WorkerService, *, start_minimised: bool = False,
-                 tray_factory: TrayFactory | None = None, **kwargs: Any) -> None:
+    def __init__(self, service: WorkerHandle, *, start_minimised: bool = False,
+                 tray_factory: TrayFactory | None = None, background: Background | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.service = service
+        self.background = background
+        """Set when the worker runs in another process: the window is only a face."""
         self.start_minimised = start_minimised
         self.window_state: WindowState = "shown"
         self.quit_reason: str | None = None
@@ -95,12 +104,14 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
             toggle_pause=self._from_tray(self.toggle_pause),
             quit=self._from_tray(lambda: self.request_quit("Quit in the tray menu")),
             snooze=lambda choice: self._from_tray(lambda: self.snooze(choice))(),
+            stop_worker=self._from_tray(self.stop_background_worker)
+            if background is not None else None,
         ))
         self._tray_waiting: ClockEvent | None = None
         self._told_hidden = False
         self._tray_wait_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.title = TITLE
+        self.title = window_title(service.link())
         self.screens: dict[str, TabScreen] = {}
         self.tabs: dict[str, TabItem] = {}
         self.current_tab = "status"
@@ -134,7 +145,8 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         return root
 
     def on_start(self) -> None:
-        Window.title = TITLE  # App only sets the native title; keep the property in step
+        Window.title = self.title  # App only sets the native title; keep the property in step
+        self._update_link()
         self._loop = asyncio.get_running_loop()
         Window.bind(on_request_close=self._on_request_close)
         self.pacer = FramePacer(lambda fps: setattr(Clock, "_max_fps", fps), Clock.schedule_once)
@@ -240,6 +252,35 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         assert isinstance(screen, StatusScreen)
         screen.toggle_pause()
 
+    # -- the background worker --------------------------------------------------------------
+    def _update_link(self) -> None:
+        link = self.service.link()
+        title = window_title(link)
+        if title != self.title:
+            self.title = title
+            Window.title = title
+        if self.root is not None:
+            view = render_link(link, __version__)
+            if view != self.root.link:
+                self.root.link = view
+
+    def link_action(self) -> None:
+        """The banner's button: start the stopped worker, or restart it into this version."""
+        background = self.background
+        if background is None:
+            return
+        action = render_link(self.service.link(), __version__).action
+        if action == "start":
+            self.run_task(background.start(), self._update_link)
+        elif action == "restart":
+            self.run_task(background.restart(), self._update_link)
+
+    def stop_background_worker(self) -> None:
+        """The tray's "Stop background worker": the window stays, and says it stopped."""
+        if self.background is not None and self.service.link().connected:
+            log.info("stopping the background worker (pid %s)", self.service.link().pid)
+            self.run_task(self.background.stop())
+
     def snooze(self, choice: str) -> None:
         """The tray's Snooze menu: ``1h``, ``4h``, ``tomorrow`` or ``resume``."""
         screen = self.screens["status"]
@@ -314,6 +355,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         kinds, self._pending = self._pending, set()
         self.refresh_count += 1
         self._update_tray()
+        self._update_link()
         for name, screen in self.screens.items():
             if not kinds & screen.refresh_on:
                 continue

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from typing import Any
 
-from app.env import configure_kivy, headless_reason, missing_gui_packages
-from workerlib.cli import (
-    EXIT_ERROR,
-    EXIT_OK,
-    EXIT_USAGE,
-    NO_UI_HINT,
-    console_handler,
-    run_headless,
-)
+from app.env import configure_kivy, headless_reason
+from workerlib.cli import EXIT_ERROR, EXIT_OK, console_handler, run_headless
+from workerlib.control.client import ControlError, RemoteWorker
+from workerlib.control.endpoint import EndpointError
 from workerlib.errors import ConfigError
 from workerlib.instance import InstanceLock, describe_holder, request_raise
+from workerlib.logs import ROOT_LOGGER
 from workerlib.paths import Paths
 from workerlib.service import WorkerService
 
@@ -69,10 +66,6 @@ def open_window_system(*, hidden: bool = False) -> str | None:
 
 
 def run_app(paths: Paths, start_minimised: bool = False) -> int:
-    if headless_reason() is None and missing_gui_packages():
-        # A display, but a plain `pip install .`: say what to install (no traceback).
-        _say(NO_UI_HINT)
-        return EXIT_USAGE
     lock = InstanceLock(paths.state_dir, "ui")
     if not lock.acquire():
         holder = lock.holder()
@@ -80,8 +73,7 @@ def run_app(paths: Paths, start_minimised: bool = False) -> int:
             request_raise(paths.state_dir)
             _say(f"already open (pid {holder.get('pid', '?')}); brought its window to the front")
             return EXIT_OK
-        _say(describe_holder(holder, paths.config_file))
-        return EXIT_ERROR
+        return attach_app(paths, holder, start_minimised)
     with lock:
         reason = open_window_system(hidden=start_minimised)
         if reason is None:
@@ -89,6 +81,35 @@ def run_app(paths: Paths, start_minimised: bool = False) -> int:
     # run_headless takes the lock itself, as a headless worker.
     _say(f"{reason}; running the worker without a window")
     return asyncio.run(run_headless(paths))
+
+
+def attach_app(paths: Paths, holder: dict[str, Any] | None, start_minimised: bool) -> int:
+    """A headless worker (the service) holds this config: open the window over it."""
+    window_lock = InstanceLock(paths.state_dir, "ui", name="window")
+    if not window_lock.acquire():
+        request_raise(paths.state_dir)
+        _say("a window on the background worker is already open; brought it to the front")
+        return EXIT_OK
+    with window_lock:
+        try:
+            remote = RemoteWorker.attach(paths)
+        except (EndpointError, ControlError) as exc:
+            _say(f"{describe_holder(holder, paths.config_file)} ({exc})")
+            return EXIT_ERROR
+        if remote is None:  # a worker without the control API (an older version)
+            _say(describe_holder(holder, paths.config_file))
+            return EXIT_ERROR
+        reason = open_window_system(hidden=start_minimised)
+        if reason is not None:
+            _say(f"{reason}; the background worker (pid {remote.link().pid}) keeps running")
+            return EXIT_ERROR
+        from app.runner import run_attached
+
+        # The worker logs to its own file; the window's few lines go to the terminal.
+        root = logging.getLogger(ROOT_LOGGER)
+        root.setLevel(logging.INFO)
+        root.addHandler(console_handler())
+        return asyncio.run(run_attached(remote, start_minimised=start_minimised))
 
 
 async def _run(paths: Paths, start_minimised: bool) -> int:

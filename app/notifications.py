@@ -12,10 +12,10 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from workerlib.control.handle import WorkerHandle
 from workerlib.logs import get_logger
 from workerlib.notify import NewJobs, Notice, notice_for
 from workerlib.runtime.state import Event
-from workerlib.service import WorkerService
 
 log = get_logger("notify")
 APP_NAME = "Studio Worker"
@@ -104,7 +104,7 @@ class NotificationSender:
 class JobNotifications:
     """Watches the service for finished jobs and sends the notices the config asks for."""
 
-    def __init__(self, service: WorkerService, sender: NotificationSender) -> None:
+    def __init__(self, service: WorkerHandle, sender: NotificationSender) -> None:
         self.service = service
         self.sender = sender
         self._seen = NewJobs()

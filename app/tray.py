@@ -31,6 +31,7 @@ Variant = Literal["idle", "busy", "disconnected"]
 TITLE = "Studio Worker"
 OPEN_LABEL = "Open Window"
 QUIT_LABEL = "Quit"
+STOP_WORKER_LABEL = "Stop background worker"
 SNOOZE_LABEL = "Snooze"
 SNOOZE_CHOICES: tuple[tuple[str, str], ...] = (
     ("1h", "For 1 hour"), ("4h", "For 4 hours"), ("tomorrow", "Until tomorrow"),
@@ -173,6 +174,8 @@ class TrayCommands:
     open_window: Callable[[], None]
     toggle_pause: Callable[[], None]
     quit: Callable[[], None]
+    stop_worker: Callable[[], None] | None = None
+    """Only for a window attached to a background worker (Quit closes just the window)."""
     snooze: Callable[[str], None] = lambda _choice: None
     """``1h``, ``4h``, ``tomorrow`` or ``resume`` (SNOOZE_CHOICES)."""
 
@@ -377,6 +380,8 @@ class PystrayTray:
                 pystray.MenuItem(SNOOZE_LABEL, pystray.Menu(*(
                     pystray.MenuItem(label, self._on_snooze(choice))
                     for choice, label in SNOOZE_CHOICES))),
+                pystray.MenuItem(STOP_WORKER_LABEL, self._on_stop_worker,
+                                 visible=self.commands.stop_worker is not None),
                 pystray.MenuItem(QUIT_LABEL, self._on_quit),
             )
             # The title (tooltip) is set once the icon is up: some backends apply only changes.
@@ -449,13 +454,21 @@ class PystrayTray:
     def _on_quit(self, _icon: Any, _item: Any) -> None:
         self.commands.quit()
 
+    def _on_stop_worker(self, _icon: Any, _item: Any) -> None:
+        if self.commands.stop_worker is not None:
+            self.commands.stop_worker()
 
 # -- the icon in a helper process (Linux) -------------------------------------------------------
-def helper_command() -> list[str]:
+STOP_WORKER_FLAG = "--with-stop-worker"
+"""Tells the helper to offer the Stop background worker item (an attached window)."""
+
+
+def helper_command(stop_worker: bool = False) -> list[str]:
     """How to start app/tray_helper.py: the bundle runs itself with --tray-helper."""
+    flags = [STOP_WORKER_FLAG] if stop_worker else []
     if getattr(sys, "frozen", False):
-        return [sys.executable, "--tray-helper"]
-    return [sys.executable, "-m", "app.tray_helper"]
+        return [sys.executable, "--tray-helper", *flags]
+    return [sys.executable, "-m", "app.tray_helper", *flags]
 
 
 class HelperTray:
@@ -465,7 +478,7 @@ class HelperTray:
     STOP_WAIT_SECS = 1.0
 
     def __init__(self, commands: TrayCommands,
-                 command: Callable[[], list[str]] = helper_command) -> None:
+                 command: Callable[[bool], list[str]] = helper_command) -> None:
         self.commands = commands
         self.backend = ""
         self._command = command
@@ -496,7 +509,8 @@ class HelperTray:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         try:
             self._proc = subprocess.Popen(
-                self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                self._command(self.commands.stop_worker is not None), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True,
                 env=env, bufsize=1)
         except OSError as exc:
             self._give_up(f"the tray helper could not start: {exc}")
@@ -561,6 +575,8 @@ class HelperTray:
             self.commands.quit()
         elif message.get("command") == "snooze":
             self.commands.snooze(str(message.get("choice", "")))
+        elif message.get("command") == "stop_worker" and self.commands.stop_worker is not None:
+            self.commands.stop_worker()
 
     def _give_up(self, reason: str) -> None:
         log.warning("no tray icon (%s); closing the window will minimise it instead", reason)

@@ -7,10 +7,10 @@ talks to it in JSON lines:
 - to the helper (stdin): ``{"show": {"variant", "tooltip", "paused"}}``, ``{"stop": true}``;
   end of input (the app died) stops it too;
 - from the helper (stdout): ``{"ready": BACKEND}``, ``{"failed": REASON}``,
-  ``{"command": "open" | "pause" | "quit" | "snooze", "choice": ...}`` and
+  ``{"command": "open" | "pause" | "quit" | "snooze" | "stop_worker", "choice": ...}``,
   ``{"log": {"level", "message"}}`` for the app's log.
 
-    python -m app.tray_helper          (the bundle: StudioWorker --tray-helper)
+    python -m app.tray_helper [--with-stop-worker]   (the bundle: StudioWorker --tray-helper)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from app.tray import PystrayTray, TrayCommands, TrayState
+from app.tray import STOP_WORKER_FLAG, PystrayTray, TrayCommands, TrayState
 
 READY_WAIT_SECS = 60.0
 
@@ -39,7 +39,7 @@ class _Forward(logging.Handler):
         self._send({"log": {"level": level, "message": record.getMessage()}})
 
 
-def serve(stdin: TextIO, stdout: TextIO) -> int:
+def serve(stdin: TextIO, stdout: TextIO, *, stop_worker: bool = False) -> int:
     lock = threading.Lock()
 
     def send(message: dict[str, Any]) -> None:
@@ -59,6 +59,7 @@ def serve(stdin: TextIO, stdout: TextIO) -> int:
         toggle_pause=lambda: send({"command": "pause"}),
         quit=lambda: send({"command": "quit"}),
         snooze=lambda choice: send({"command": "snooze", "choice": choice}),
+        stop_worker=(lambda: send({"command": "stop_worker"})) if stop_worker else None,
     ))
     tray.start()
 
@@ -88,7 +89,7 @@ def serve(stdin: TextIO, stdout: TextIO) -> int:
 
 
 def main() -> int:
-    return serve(sys.stdin, sys.stdout)
+    return serve(sys.stdin, sys.stdout, stop_worker=STOP_WORKER_FLAG in sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def idle_app(seconds: float = 60.0, settle: float = 6.0) -> list[Row]:
             bare.terminate()
             bare.wait(timeout=20)
         headless = subprocess.Popen(
-            [PY, "-m", "workerlib", "--config", str(_config(Path(tmp) / "headless", url,
+            [PY, "-m", "app", "--config", str(_config(Path(tmp) / "headless", url,
                                                             claim_interval_secs=5.0)), "run"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -163,7 +163,7 @@ def idle_app(seconds: float = 60.0, settle: float = 6.0) -> list[Row]:
             headless.terminate()
             headless.wait(timeout=20)
         config = _config(Path(tmp) / "ui", url, claim_interval_secs=5.0)
-        proc = subprocess.Popen([PY, "-m", "workerlib", "--config", str(config), "ui"],
+        proc = subprocess.Popen([PY, "-m", "app", "--config", str(config), "ui"],
                                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:

@@ -6,10 +6,10 @@ icon runs the bundle again as ``StudioWorker --tray-helper`` (app/tray_helper.py
 import sys
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--tray-helper"]:
+    if sys.argv[1:2] == ["--tray-helper"]:
         from app.tray_helper import main as tray_helper
 
         sys.exit(tray_helper())
-    from workerlib.entry import main
+    from app.entry import main
 
     sys.exit(main())

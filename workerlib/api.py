@@ -42,6 +42,9 @@ USER_AGENT = f"studio-worker/{__version__}"
 REQUEST_TIMEOUT_SECS = 60.0
 MAX_CLAIM_BYTES = 4 * 1024 * 1024
 """A claim is a small JSON object; anything larger is refused unread."""
+ONE_BUFFER_UPLOAD_BYTES = 1024 * 1024
+"""A result up to this size is sent as one buffer (one write to the socket, and one
+read for the studio) rather than a write per multipart piece; larger ones stream."""
 MAX_REPLY_BYTES = 256 * 1024
 """Every other reply (register, heartbeat, complete, fail, logs) is tiny or ignored."""
 ERROR_BODY_BYTES = 4096
@@ -93,7 +96,7 @@ class StudioClient:
         token: str | None,
         *,
         json_body: Any = None,
-        data: aiohttp.FormData | None = None,
+        data: aiohttp.FormData | aiohttp.payload.Payload | None = None,
         timeout: float | None = None,
         read_limit: int | None = None,
         method: str = "POST",
@@ -272,13 +275,20 @@ class StudioClient:
         form.add_field("prompt", prompt, content_type="text/plain; charset=utf-8")
         form.add_field("ext", ext, content_type="text/plain; charset=utf-8")
         ctype = content_type_for(ext)
+        small = len(data) <= ONE_BUFFER_UPLOAD_BYTES
         form.add_field(
-            "image", StreamedBytes(data, content_type=ctype, filename=f"{job_id}.{ext}"),
+            "image", data if small else
+            StreamedBytes(data, content_type=ctype, filename=f"{job_id}.{ext}"),
             filename=f"{job_id}.{ext}", content_type=ctype,
         )
+        body: aiohttp.FormData | aiohttp.payload.Payload = form
+        if small:
+            writer = form()
+            body = aiohttp.payload.BytesPayload(await writer.as_bytes(),
+                                                content_type=writer.content_type)
         await self._post(
             "complete", f"/workers/{_seg(worker_id)}/jobs/{_seg(job_id)}/complete", token,
-            data=form, timeout=_upload_timeout(len(data)),
+            data=body, timeout=_upload_timeout(len(data)),
         )
 
     async def complete_json(

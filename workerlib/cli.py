@@ -1,6 +1,8 @@
 """The ``studio-worker`` command line. Exit codes: 0 ok, 1 error, 2 usage.
 
-The GUI is imported lazily and only for ``ui`` (and ``demo`` with a display).
+The faces that need the desktop app (``ui``, the windowed ``demo``) are handed in by
+the entry point above (``app.entry``) or found through the ``studio_worker.faces``
+entry point group: this package never names the app.
 """
 
 from __future__ import annotations
@@ -15,26 +17,60 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from workerlib import __version__, updater
 from workerlib.config import Config, ConfigStore, field_infos, get_value, mask_secret
+from workerlib.control.client import ControlClient, ControlError, WorkerGone, find_client
+from workerlib.control.endpoint import EndpointError
+from workerlib.control.server import ControlServer, Host
 from workerlib.errors import ConfigError, StudioAuthError, StudioError, WorkerError
 from workerlib.instance import InstanceLock, describe_holder
 from workerlib.paths import Paths, resolve_paths
-from workerlib.policy.gpu import GpuHealth
 from workerlib.policy.hold import clock_text
 from workerlib.policy.snooze import SnoozeStore, parse_duration, tomorrow_morning
+from workerlib.runtime.state import StatusSnapshot
 from workerlib.service import WorkerService
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-NO_UI_HINT = ("the desktop app is not installed here (install the 'ui' extra: "
-              "pip install 'studio-worker[ui]'); run the worker without a window with "
-              "`studio-worker run` (or `studio-worker --headless`)")
+EXIT_RESTART = -1
+"""Internal: run_headless asks main() to start the command again (never exits with it)."""
 
 
-def _err(message: str) -> None:
+def report(message: str) -> None:
     print(f"studio-worker: {message}", file=sys.stderr)
+
+
+FACES_GROUP = "studio_worker.faces"
+
+
+@dataclass(frozen=True)
+class Faces:
+    """What this command line cannot do by itself: open the window."""
+
+    ui: Callable[[Paths, bool], int] | None = None
+    """Open the window (paths, start minimised) and return the exit code."""
+    gui_demo: Callable[[int], int] | None = None
+    """The demo with a window (number of jobs); None: the headless demo."""
+
+
+def installed_faces() -> Faces:
+    """The faces another installed package declares (the desktop app's ``ui`` and
+    ``gui_demo`` in the ``studio_worker.faces`` entry point group)."""
+    found: dict[str, Any] = {}
+    try:
+        points = metadata.entry_points(group=FACES_GROUP)
+    except Exception:  # broken metadata must not stop the headless commands
+        return Faces()
+    for point in points:
+        if point.name in ("ui", "gui_demo") and point.name not in found:
+            try:
+                found[point.name] = point.load()
+            except ImportError:
+                continue
+    return Faces(**found)
 
 
 def console_handler() -> logging.Handler:
@@ -63,7 +99,7 @@ async def run_headless(paths: Paths, *, drain_secs: float | None = None,
                        service: WorkerService | None = None) -> int:
     lock = InstanceLock(paths.state_dir, "run")
     if not lock.acquire():
-        _err(describe_holder(lock.holder(), paths.config_file))
+        report(describe_holder(lock.holder(), paths.config_file))
         return EXIT_ERROR
     with lock:
         return await _run_locked(paths, drain_secs, service)
@@ -75,27 +111,60 @@ async def _run_locked(paths: Paths, drain_secs: float | None,
     try:
         await service.open()
     except ConfigError as exc:
-        _err(str(exc))
+        report(str(exc))
         return EXIT_ERROR
     if drain_secs is None:
         drain_secs = service.config.shutdown_drain_secs
+    server: ControlServer | None = None
     try:
         code = await _ensure_registered(service)
         if code is not None:
             return code
         stop = asyncio.Event()
+        why = ["signal received"]
+
+        def quit_(drain: float | None, reason: str = "stop requested through the control API",
+                  ) -> None:
+            nonlocal drain_secs
+            if drain is not None:
+                drain_secs = drain
+            why[0] = reason
+            stop.set()
+
+        def restart() -> None:
+            quit_(None, "restart requested through the control API")
+            code_box[0] = EXIT_RESTART
+
+        code_box = [EXIT_OK]
         install_signal_handlers(stop.set)
         await service.start()
+        server = ControlServer(service, Host(quit=quit_, restart=restart), mode="run")
+        try:
+            await server.start()
+        except (OSError, EndpointError) as exc:  # the worker runs on; only the faces miss it
+            logging.getLogger("workerlib.control").error("no control API: %s", exc)
+            server = None
         waits = [asyncio.create_task(stop.wait()),
                  asyncio.create_task(service.restart_requested.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in waits:
             task.cancel()
-        reason = "signal received" if stop.is_set() else "restarting into the update"
+        reason = why[0] if stop.is_set() else "restarting into the update"
         logging.getLogger("workerlib.worker").info("stopping (%s)", reason)
-        return EXIT_OK
+        return code_box[0]
     finally:
         await service.close(drain_secs)
+        if server is not None:
+            await server.close()
+
+
+def restart_self() -> None:
+    """Start this command again in place (same pid, so a service manager keeps it):
+    after an upgrade, that runs the installed version."""
+    frozen = getattr(sys, "frozen", False)
+    argv = [sys.executable, *(sys.argv[1:] if frozen else sys.orig_argv[1:])]
+    logging.getLogger("workerlib.worker").info("starting again: %s", " ".join(argv))
+    os.execv(sys.executable, argv)
 
 
 async def _ensure_registered(service: WorkerService) -> int | None:
@@ -103,13 +172,13 @@ async def _ensure_registered(service: WorkerService) -> int | None:
     if config.is_registered():
         return None
     if not config.bootstrap_token:
-        _err(f"this worker is not registered: set bootstrap_token in {service.paths.config_file} "
+        report(f"this worker is not registered: set bootstrap_token in {service.paths.config_file} "
              "or run `studio-worker register --bootstrap-token TOKEN`")
         return EXIT_ERROR
     try:
         await service.register()
     except StudioAuthError as exc:
-        _err(str(exc))
+        report(str(exc))
         return EXIT_ERROR
     except StudioError as exc:
         # Unreachable for now: the loops keep trying with backoff.
@@ -128,8 +197,8 @@ def _load(paths: Paths) -> Config:
 
 def cmd_register(paths: Paths, token: str | None, url: str | None) -> int:
     if not token and not _load(paths).bootstrap_token:
-        _err("no bootstrap token to register with: pass --bootstrap-token TOKEN (the studio "
-             f"gives it out), or set bootstrap_token in {paths.config_file}")
+        report("no bootstrap token to register with: pass --bootstrap-token TOKEN (the studio "
+               f"gives it out), or set bootstrap_token in {paths.config_file}")
         return EXIT_ERROR
 
     async def go() -> int:
@@ -138,7 +207,7 @@ def cmd_register(paths: Paths, token: str | None, url: str | None) -> int:
             await service.open()
             registration = await service.register(token, url)
         except (WorkerError, ValueError) as exc:
-            _err(str(exc))
+            report(str(exc))
             return EXIT_ERROR
         finally:
             await service.close()
@@ -154,27 +223,68 @@ def _ago(seconds: float) -> str:
     return f"{duration(seconds)} ago"
 
 
-def live_status(paths: Paths) -> dict[str, Any] | None:
-    """The status a running worker published, if it is still running."""
+def live_status(paths: Paths) -> StatusSnapshot | None:
+    """The status a running worker last published to its file, if it is still running
+    (the fallback for a worker without the control API)."""
     try:
         data = json.loads(paths.status_file.read_text("utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or not data.get("running"):
         return None
-    pid = data.get("pid")
     try:
-        os.kill(int(pid), 0)  # type: ignore[arg-type]
-    except (OSError, TypeError, ValueError):
+        snapshot = StatusSnapshot.model_validate(data)
+        os.kill(snapshot.pid, 0)
+    except (OSError, ValueError):
         return None
-    stale = 3 * float(data.get("heartbeat_interval_secs", 5)) + 10
+    stale = 3 * snapshot.heartbeat_interval_secs + 10
     if time.time() - float(data.get("updated_at", 0)) > stale:
         return None
-    return data
+    return snapshot
+
+
+def control_client(paths: Paths) -> ControlClient | None:
+    """The running worker's control API, or None: then a command reads and writes the
+    files, and a running worker without the API picks them up on its next tick.
+
+    Every command that changes a setting goes through ``apply_changes``; a new one
+    (``pause --for``, ...) only has to say what changes."""
+    try:
+        return find_client(paths)
+    except (EndpointError, ControlError) as exc:
+        report(f"not using the running worker's control API: {exc}")
+        return None
+
+
+def apply_changes(paths: Paths, changes: dict[str, Any]) -> str:
+    """Write ``changes`` through the running worker (validated there, applied at once)
+    or, with none running, to the config file. Returns how it was done, for the user."""
+    client = control_client(paths)
+    if client is not None:
+        try:
+            client.save_config(changes)
+        except WorkerGone:
+            pass  # it stopped meanwhile: the file is the truth again
+        else:
+            return f"applied by the running worker (pid {client.endpoint.pid})"
+    store = ConfigStore(paths.config_file)
+    if not store.exists():
+        store.load_or_create()
+    store.update(changes)
+    return f"saved to {paths.config_file}"
 
 
 def cmd_status(paths: Paths) -> int:
-    config = _load(paths)
+    client = control_client(paths)
+    live: StatusSnapshot | None = None
+    if client is not None:
+        with contextlib.suppress(WorkerGone):
+            snapshot = client.snapshot()
+            live = StatusSnapshot.model_validate(snapshot["status"])
+            config = Config.model_validate(snapshot["config"])
+    if live is None:
+        config = _load(paths)
+        live = live_status(paths)
     print(f"config:     {paths.config_file}")
     print(f"studio:     {config.api_base_url}")
     print(f"worker id:  {config.worker_id or '(not registered)'}")
@@ -182,51 +292,48 @@ def cmd_status(paths: Paths) -> int:
     snoozed = SnoozeStore(paths.snooze_file).active_until(time.time())
     print(f"engine:     {config.engine}")
     print(f"threshold:  {config.vram_threshold_gb:g} GiB")
-    live = live_status(paths)
     if live is None:
         if snoozed is not None:
             print(f"snooze:     Snoozed until {clock_text(snoozed, time.time())}")
         print("worker:     not running")
         return EXIT_OK
-    print(f"worker:     running (pid {live['pid']}) — {live['label']}")
-    hold = live.get("hold")
-    if isinstance(hold, dict):
-        print(f"holding:    {hold.get('text')}")
-    for gpu in live.get("gpus") or []:
-        print(f"gpu:        {GpuHealth.model_validate(gpu).describe()}")
-    print(f"vram:       {float(live['vram_total_gb']):g} GiB detected")
-    hb = live.get("last_heartbeat")
+    how = "live, through its control API" if client is not None else "from its status file"
+    state = live.label if live.running else "loops stopped"
+    print(f"worker:     running (pid {live.pid}, {how}) — {state}")
+    print(f"version:    {live.version}")
+    if live.hold is not None:
+        print(f"holding:    {live.hold.text}")
+    for gpu in live.gpus:
+        print(f"gpu:        {gpu.describe()}")
+    print(f"vram:       {live.vram_total_gb:g} GiB detected")
+    hb = live.last_heartbeat
     if hb:
-        when = _ago(time.time() - float(hb["at"]))
-        print(f"heartbeat:  {'ok' if hb['ok'] else 'failed: ' + str(hb.get('error'))} ({when})")
-    job = live.get("current_job")
+        when = _ago(time.time() - hb.at)
+        print(f"heartbeat:  {'ok' if hb.ok else 'failed: ' + str(hb.error)} ({when})")
+    job = live.current_job
     if job:
-        progress = f" {job['progress'] * 100:.0f}%" if job.get("progress") is not None else ""
-        print(f"job:        {job['job_id']} {job['kind']} · {job['model']}{progress} — "
-              f"{job['prompt_preview']}")
-    print(f"jobs:       {live['jobs_completed']} completed, {live['jobs_failed']} failed")
-    if live.get("backend_problem"):
-        print(f"engine:     not claiming — {live['backend_problem']}")
-    if live.get("cooldown_until"):
-        left = max(0.0, float(live["cooldown_until"]) - time.time())
+        progress = f" {job.progress * 100:.0f}%" if job.progress is not None else ""
+        print(f"job:        {job.job_id} {job.kind} · {job.model}{progress} — "
+              f"{job.prompt_preview}")
+    print(f"jobs:       {live.jobs_completed} completed, {live.jobs_failed} failed")
+    if live.backend_problem:
+        print(f"engine:     not claiming — {live.backend_problem}")
+    if live.cooldown_until:
+        left = max(0.0, live.cooldown_until - time.time())
         print(f"cool-down:  not claiming for another {left:.0f} s after repeated failures")
-    if live.get("last_error"):
-        print(f"problem:    {live['last_error']}")
+    if live.last_error:
+        print(f"problem:    {live.last_error}")
     return EXIT_OK
 
 
 def cmd_update(paths: Paths, changes: dict[str, Any], message: str) -> int:
-    store = ConfigStore(paths.config_file)
-    if not store.exists():
-        store.load_or_create()
-    store.update(changes)
-    print(message)
+    print(f"{message} ({apply_changes(paths, changes)})")
     return EXIT_OK
 
 
 def cmd_pause(paths: Paths, duration: str | None, until_tomorrow: bool) -> int:
     """``pause``: until ``resume``; ``--for 2h`` / ``--until-tomorrow``: a snooze that lifts
-    by itself (kept in the state folder; a running worker picks it up within a second)."""
+    by itself (kept in the state folder). A running worker applies it at once."""
     now = time.time()
     if not duration and not until_tomorrow:
         return cmd_update(paths, {"auto_enabled": False},
@@ -234,9 +341,15 @@ def cmd_pause(paths: Paths, duration: str | None, until_tomorrow: bool) -> int:
     try:
         until = tomorrow_morning(now) if until_tomorrow else now + parse_duration(duration or "")
     except ValueError as exc:
-        _err(f"--for: {exc}")
+        report(f"--for: {exc}")
         return EXIT_USAGE
-    SnoozeStore(paths.snooze_file).snooze_until(until)
+    client = control_client(paths)
+    try:
+        if client is None:
+            raise WorkerGone()
+        client.snooze(until=until)
+    except WorkerGone:
+        SnoozeStore(paths.snooze_file).snooze_until(until)
     print(f"Snoozed until {clock_text(until, now)}: a running job finishes, no new one starts "
           "(`studio-worker resume` ends it)")
     return EXIT_OK
@@ -244,9 +357,15 @@ def cmd_pause(paths: Paths, duration: str | None, until_tomorrow: bool) -> int:
 
 def cmd_resume(paths: Paths) -> int:
     """End a snooze and a pause; the other rules (schedule, games, ...) still apply."""
-    SnoozeStore(paths.snooze_file).clear()
-    if not _load(paths).auto_enabled:
-        ConfigStore(paths.config_file).update({"auto_enabled": True})
+    client = control_client(paths)
+    try:
+        if client is None:
+            raise WorkerGone()
+        client.resume()
+    except WorkerGone:
+        SnoozeStore(paths.snooze_file).clear()
+        if not _load(paths).auto_enabled:
+            ConfigStore(paths.config_file).update({"auto_enabled": True})
     print("claiming resumed")
     return EXIT_OK
 
@@ -292,7 +411,7 @@ def cmd_check_update(paths: Paths, apply: bool = False) -> int:
             info = await check_for_update(session, config.auto_update_feed,
                                           allow_prerelease=config.auto_update_prerelease)
             if info.error:
-                _err(info.describe())
+                report(info.describe())
                 return EXIT_ERROR
             print(info.describe(), flush=True)
             if not (apply and info.available):
@@ -302,7 +421,7 @@ def cmd_check_update(paths: Paths, apply: bool = False) -> int:
                     session, config.auto_update_feed,
                     allow_prerelease=config.auto_update_prerelease)
             except updater.UpdateError as exc:
-                _err(str(exc))
+                report(str(exc))
                 return EXIT_ERROR
             # A worker running from this bundle keeps its old code until it restarts.
             outcome = await updater.apply_update(session, release,
@@ -320,7 +439,7 @@ def cmd_service(paths: Paths, install: bool, start: bool) -> int:
 
     backend = service_backend()
     if backend is None:
-        _err(f"installing a service is not supported on {sys.platform}")
+        report(f"installing a service is not supported on {sys.platform}")
         return EXIT_ERROR
     try:
         if install:
@@ -328,7 +447,7 @@ def cmd_service(paths: Paths, install: bool, start: bool) -> int:
         else:
             lines = backend.uninstall()
     except OSError as exc:
-        _err(f"could not write {backend.path}: {exc}")
+        report(f"could not write {backend.path}: {exc}")
         return EXIT_ERROR
     for line in lines:
         print(line)
@@ -353,17 +472,17 @@ def cmd_dev_studio(host: str, port: int, token: str) -> int:
     return EXIT_OK
 
 
-def cmd_ui(paths: Paths, args: argparse.Namespace) -> int:
-    try:
-        from app.main import run_app  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        _err(NO_UI_HINT)
+def cmd_ui(paths: Paths, args: argparse.Namespace, faces: Faces) -> int:
+    if faces.ui is None:
+        report("the desktop app is not installed here (install the 'ui' extra: "
+               "pip install 'studio-worker[ui]'); run the worker without a window with "
+               "`studio-worker run` (or `studio-worker --headless`)")
         return EXIT_USAGE
     minimised = bool(getattr(args, "minimised", False))
     if getattr(args, "autostart", False):
         # Started by the login entry: hidden in the tray unless the user chose otherwise.
         minimised = minimised or _load(paths).start_minimised
-    return int(run_app(paths, start_minimised=minimised))
+    return int(faces.ui(paths, minimised))
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -430,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, faces: Faces | None = None) -> int:
+    """Run one command. ``faces``: how to open the window (default: the installed app's)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or ("run" if args.headless else "ui")
@@ -445,9 +565,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             drain = getattr(args, "drain_secs", None)
             code = asyncio.run(run_headless(paths, drain_secs=drain))
             updater.restart_if_pending(argv_list)
+            if code == EXIT_RESTART:
+                try:
+                    restart_self()
+                except OSError as exc:
+                    report(f"could not start again ({exc}); start the worker again")
+                    return EXIT_ERROR
             return code
         if command == "ui":
-            code = cmd_ui(paths, args)
+            code = cmd_ui(paths, args, faces or installed_faces())
             updater.restart_if_pending(argv_list)
             return code
         if command == "register":
@@ -480,11 +606,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "demo":
             from workerlib.demo import run_demo_command
 
-            return run_demo_command(jobs=args.jobs, headless=args.headless)
+            gui = None if args.headless else (faces or installed_faces()).gui_demo
+            return run_demo_command(jobs=args.jobs, gui=gui)
         if command == "dev-studio":
             return cmd_dev_studio(args.host, args.port, args.bootstrap_token)
     except ConfigError as exc:
-        _err(str(exc))
+        report(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from workerlib.atomic import write_atomic
 from workerlib.engines.settings import (
     A1111Settings,
     ComfyUISettings,
@@ -74,6 +74,9 @@ def _field(default: Any, description: str, group: str, **kwargs: Any) -> Any:
     extra: dict[str, Any] = {"group": group}
     if kwargs.pop("secret", False):
         extra["secret"] = True
+    separator = kwargs.pop("separator", None)
+    if separator:
+        extra["separator"] = separator  # a list edited on one line (the Config tab)
     return Field(default, description=description, json_schema_extra=extra, **kwargs)
 
 
@@ -164,6 +167,7 @@ class Config(BaseModel):
     schedule: list[str] = _field(
         [], "Weekly windows when the worker may claim, local time, like "
         "\"mon-fri 18:00-08:00\" or \"sat-sun all\"; empty: any time.", "Politeness",
+        separator=";",  # a line may list days with commas ("sat,sun all")
     )
     max_gpu_temp_c: float = _field(
         0.0, "Do not claim while a GPU is hotter than this (°C; resumes 5 °C below); "
@@ -632,29 +636,7 @@ class ConfigStore:
         return self.update(changes)
 
     def _write(self, doc: tomlkit.TOMLDocument) -> None:
-        data = tomlkit.dumps(doc).encode("utf-8")
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        try:
-            if os.name == "posix":
-                os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        if os.name == "posix":
-            with contextlib.suppress(OSError):
-                dir_fd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+        write_atomic(self.path, tomlkit.dumps(doc).encode("utf-8"))
 
     def ensure_private(self) -> bool:
         """Make the file owner-only on POSIX. Returns True when it had to be fixed."""

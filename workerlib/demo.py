@@ -153,13 +153,12 @@ def _display_available() -> bool:
         sys.platform in ("win32", "darwin")
 
 
-def run_demo_command(*, jobs: int, headless: bool) -> int:
+def run_demo_command(*, jobs: int, gui: Callable[[int], int] | None = None) -> int:
+    """``gui``: the windowed demo (from the desktop app), used when a display exists."""
     if jobs < 1:
         print("studio-worker: --jobs must be at least 1", file=sys.stderr)
         return 2
-    if not headless and _display_available():
-        with contextlib.suppress(ImportError):
-            from app.demo import run_gui_demo  # type: ignore[import-not-found,unused-ignore]
-
-            return int(run_gui_demo(jobs))
+    if gui is not None and _display_available():
+        with contextlib.suppress(ImportError):  # the app is there, its GUI packages are not
+            return int(gui(jobs))
     return asyncio.run(run_headless_demo(jobs))

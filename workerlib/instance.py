@@ -18,11 +18,14 @@ from filelock import FileLock, Timeout
 
 
 class InstanceLock:
-    def __init__(self, state_dir: Path, mode: str) -> None:
+    """``name``: "instance" for the process that runs the worker; "window" for a window
+    attached to it (one per config too, so a second launch raises it)."""
+
+    def __init__(self, state_dir: Path, mode: str, name: str = "instance") -> None:
         self.state_dir = state_dir
         self.mode = mode
-        self._lock = FileLock(str(state_dir / "instance.lock"), timeout=0)
-        self.info_file = state_dir / "instance.json"
+        self._lock = FileLock(str(state_dir / f"{name}.lock"), timeout=0)
+        self.info_file = state_dir / f"{name}.json"
 
     def acquire(self) -> bool:
         """Take the lock without waiting; False when another process holds it."""

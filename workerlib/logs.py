@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -49,10 +50,26 @@ def get_logger(category: str) -> logging.Logger:
     return logging.getLogger(f"{ROOT_LOGGER}.{category}")
 
 
+_iso_second: tuple[int, str] = (-1, "")
+
+
 def iso_millis(timestamp: float) -> str:
     """UTC RFC 3339 with exactly millisecond precision and a ``Z`` (§2.7)."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    global _iso_second
+    # Split as datetime.fromtimestamp does: microseconds rounded half to even.
+    part, whole = math.modf(timestamp)
+    second, micros = int(whole), round(part * 1e6)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    fraction = micros // 1000
+    cached, text = _iso_second  # one read: another thread may replace it meanwhile
+    if cached != second:
+        # Formatting the date is most of a log record's cost; records come in bursts.
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_second = (second, text)
+    return f"{text}{fraction:03d}Z"
 
 
 def level_name(levelno: int) -> LogLevel:

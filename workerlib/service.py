@@ -41,6 +41,7 @@ from workerlib.paths import Paths
 from workerlib.policy import Hold, Policy, PolicyProbes, SnoozeStore
 from workerlib.policy.snooze import SNOOZE_PRESETS, tomorrow_morning
 from workerlib.runtime.journal import Journal
+from workerlib.runtime.link import Link
 from workerlib.runtime.loops import SHUTDOWN_GRACE_SECS, WorkerLoops
 from workerlib.runtime.registration import register_with_token, reset_changes
 from workerlib.runtime.state import (
@@ -514,6 +515,10 @@ class WorkerService:
 
     def recent_jobs(self) -> list[FinishedJob]:
         return self.state.recent_jobs()
+
+    def link(self) -> Link:
+        """This worker runs in this process (see workerlib.control.handle)."""
+        return Link(attached=False, connected=True, pid=os.getpid(), version=__version__)
 
     def log_lines(self) -> list[LogLine]:
         return self.ring.lines()

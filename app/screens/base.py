@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from kivy.properties import ObjectProperty
 from kivymd.uix.screen import MDScreen
 
-if TYPE_CHECKING:
-    from app.gui import StudioWorkerApp
+from workerlib.control.handle import WorkerHandle
 
 
 class ViewModel(Protocol):
     def view(self) -> Any: ...
+
+
+class Controller(Protocol):
+    """What a tab needs from the app (``app.gui.StudioWorkerApp``): the worker, and a
+    way to run its commands. Tabs never import the app: attributes down, calls up."""
+
+    @property
+    def service(self) -> WorkerHandle: ...
+
+    def run_task(self, coro: Coroutine[Any, Any, Any],
+                 then: Callable[[], None] | None = None) -> asyncio.Task[Any]: ...
+
+    def copy_to_clipboard(self, text: str) -> bool: ...
 
 
 class TabScreen(MDScreen):  # type: ignore[misc]  # kivy ships no types
@@ -33,7 +47,7 @@ class TabScreen(MDScreen):  # type: ignore[misc]  # kivy ships no types
     """Subclasses give it a default ``*View()`` so kv rules evaluate before attach()."""
 
     def __init__(self, **kwargs: Any) -> None:
-        self.controller: StudioWorkerApp | None = None
+        self.controller: Controller | None = None
         super().__init__(**kwargs)
 
     @classmethod
@@ -41,7 +55,7 @@ class TabScreen(MDScreen):  # type: ignore[misc]  # kivy ships no types
         """The tab's name (its screen name and kv file's stem): ``status.kv`` -> status."""
         return PurePath(cls.kv_file).stem
 
-    def attach(self, controller: StudioWorkerApp) -> None:
+    def attach(self, controller: Controller) -> None:
         self.controller = controller
         self.refresh()
 
@@ -66,6 +80,6 @@ class TabScreen(MDScreen):  # type: ignore[misc]  # kivy ships no types
             self.view = new
 
     @property
-    def app(self) -> StudioWorkerApp:
+    def app(self) -> Controller:
         assert self.controller is not None, "the screen is not attached to the app"
         return self.controller

@@ -1,8 +1,9 @@
 """View-models: plain Python over the worker facade, one per tab.
 
 They hold the tab's own state (what the user typed, filters, toggles), run its
-commands through ``WorkerService`` and produce frozen ``*View`` values with
-display-ready text. They import neither kivy nor kivymd, so they are tested
+commands through a ``WorkerHandle`` (the worker in this process, or one attached
+through the control API) and produce frozen ``*View`` values with display-ready text.
+They import neither kivy nor kivymd, so they are tested
 without a window; the screens copy a view into one Kivy property.
 """
 

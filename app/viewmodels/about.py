@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from app.viewmodels.errors import describe_error
 from app.viewmodels.tones import Tone
+from workerlib.control.handle import WorkerHandle
 from workerlib.runtime.state import StatusSnapshot, UpdateInfo
-from workerlib.service import WorkerService
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def update_text(info: UpdateInfo | None, *, auto: bool) -> tuple[str, Tone]:
 
 
 class AboutViewModel:
-    def __init__(self, service: WorkerService) -> None:
+    def __init__(self, service: WorkerHandle) -> None:
         self.service = service
         self.checking = False
         self.check_error = ""

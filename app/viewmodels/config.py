@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from app.viewmodels.errors import describe_error, validation_messages
 from workerlib.config import GROUPS, Config, FieldInfo, field_infos, get_value, table_fields
+from workerlib.control.handle import WorkerHandle
 from workerlib.errors import ConfigError
-from workerlib.service import WorkerService
 
 FieldKind = Literal["bool", "text", "number", "list", "table", "secret"]
 ENGINE_GROUP = "Engine"
@@ -104,13 +104,20 @@ def candidate(saved: Config, changes: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def to_text(value: Any) -> str:
+def separator_of(name: str) -> str:
+    """Lists are edited on one line: entries split at commas, or at the field's own
+    separator (a schedule line may hold commas)."""
+    extra = None if "." in name else Config.model_fields[name].json_schema_extra
+    return str(extra.get("separator", ",")) if isinstance(extra, dict) else ","
+
+
+def to_text(value: Any, separator: str = ",") -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
+        return f"{separator} ".join(str(item) for item in value)
     if isinstance(value, dict):
         return ", ".join(f"{key} = {item}" for key, item in value.items())
     return str(value)
@@ -134,7 +141,7 @@ def parse(name: str, text: str) -> Any:
         except ValueError:
             raise ValueError("must be a whole number") from None
     if typing.get_origin(annotation) is list:
-        return [item.strip() for item in raw.split(",") if item.strip()]
+        return [item.strip() for item in raw.split(separator_of(name)) if item.strip()]
     if typing.get_origin(annotation) is dict:
         table: dict[str, str] = {}
         for entry in (item.strip() for item in raw.split(",")):
@@ -150,7 +157,7 @@ def parse(name: str, text: str) -> Any:
 
 
 class ConfigViewModel:
-    def __init__(self, service: WorkerService) -> None:
+    def __init__(self, service: WorkerHandle) -> None:
         self.service = service
         self.infos = field_infos()
         self.kinds = {info.name: _kind(info) for info in self.infos}
@@ -170,7 +177,7 @@ class ConfigViewModel:
         return get_value(self.saved, name)
 
     def set_text(self, name: str, text: str) -> None:
-        if text == to_text(self.saved_value(name)):
+        if text == to_text(self.saved_value(name), separator_of(name)):
             self.texts.pop(name, None)
         else:
             self.texts[name] = text
@@ -292,11 +299,12 @@ class ConfigViewModel:
         name = info.name
         kind = self.kinds[name]
         saved = self.saved_value(name)
-        text = self.texts.get(name, to_text(saved)) if kind != "bool" else ""
+        text = self.texts.get(name, to_text(saved, separator_of(name))) if kind != "bool" else ""
         active = self.flags.get(name, saved) if kind == "bool" else False
         help_text = info.description
         if kind == "list":
-            help_text += " Separate entries with commas."
+            help_text += (" Separate entries with semicolons." if separator_of(name) == ";"
+                          else " Separate entries with commas.")
         elif kind == "table":
             help_text += " Write entries as studio-model = local-name, separated by commas."
         return FieldView(

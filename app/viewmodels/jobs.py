@@ -6,9 +6,9 @@ import time
 from dataclasses import asdict, dataclass
 
 from app.viewmodels.tones import Tone
+from workerlib.control.handle import WorkerHandle
 from workerlib.format import duration
 from workerlib.runtime.state import RECENT_JOBS, CurrentJob, FinishedJob
-from workerlib.service import WorkerService
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def job_row(job: FinishedJob, now: float) -> JobRow:
 
 
 class JobsViewModel:
-    def __init__(self, service: WorkerService) -> None:
+    def __init__(self, service: WorkerHandle) -> None:
         self.service = service
 
     def view(self, now: float | None = None) -> JobsView:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from app.viewmodels.tones import LEVEL_TONES, Tone
+from workerlib.control.handle import WorkerHandle
 from workerlib.format import clock
 from workerlib.logs import LogLine
-from workerlib.service import WorkerService
 
 WINDOW = 500
 """Lines the tab shows at most: the newest ones (the ring holds 1000)."""
@@ -61,7 +61,7 @@ def row_for(line: LogLine) -> LogRow:
 
 
 class LogsViewModel:
-    def __init__(self, service: WorkerService) -> None:
+    def __init__(self, service: WorkerHandle) -> None:
         self.service = service
         self.level = "all"
         self.search = ""

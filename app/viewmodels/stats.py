@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from workerlib.service import WorkerService
+from workerlib.control.handle import WorkerHandle
 from workerlib.stats import StatsSummary, StatsWindow
 
 Bars = tuple[tuple[int, int], ...]
@@ -47,7 +47,7 @@ def window_summary(window: StatsWindow) -> str:
 
 
 class StatsViewModel:
-    def __init__(self, service: WorkerService) -> None:
+    def __init__(self, service: WorkerHandle) -> None:
         self.service = service
 
     def view(self, now: float | None = None) -> StatsView:

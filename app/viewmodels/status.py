@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from app.viewmodels.errors import describe_error
 from app.viewmodels.tones import BADGE_TONES, Tone
+from workerlib.control.handle import WorkerHandle
 from workerlib.format import duration
 from workerlib.runtime.state import Connection, StatusSnapshot
-from workerlib.service import WorkerService
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def current_job_text(snapshot: StatusSnapshot, now: float) -> str:
 
 
 class StatusViewModel:
-    def __init__(self, service: WorkerService) -> None:
+    def __init__(self, service: WorkerHandle) -> None:
         self.service = service
         self.register_error = ""
         self.registering = False

@@ -197,17 +197,19 @@ class FakeTray:
         return self.states[-1]
 
     def menu(self) -> list[str]:
-        from app.tray import OPEN_LABEL, QUIT_LABEL
+        from app.tray import OPEN_LABEL, QUIT_LABEL, STOP_WORKER_LABEL
 
-        return [OPEN_LABEL, self.state.pause_label, QUIT_LABEL]
+        stop = [STOP_WORKER_LABEL] if self.commands.stop_worker is not None else []
+        return [OPEN_LABEL, self.state.pause_label, *stop, QUIT_LABEL]
 
     def click(self, label: str) -> None:
         """Activate a menu item by its label, on a thread of its own."""
-        from app.tray import OPEN_LABEL, QUIT_LABEL
+        from app.tray import OPEN_LABEL, QUIT_LABEL, STOP_WORKER_LABEL
 
         assert label in self.menu(), f"{label!r} is not in the menu {self.menu()}"
-        action = {OPEN_LABEL: self.commands.open_window, QUIT_LABEL: self.commands.quit}.get(
-            label, self.commands.toggle_pause)
+        actions = {OPEN_LABEL: self.commands.open_window, QUIT_LABEL: self.commands.quit,
+                   STOP_WORKER_LABEL: self.commands.stop_worker}
+        action = actions.get(label) or self.commands.toggle_pause
         thread = threading.Thread(target=action)
         thread.start()
         thread.join()

@@ -314,6 +314,9 @@ async def test_gui_demo_runs_every_job_and_closes_itself() -> None:
     for kind in ("image", "llm", "audio_stt", "audio_tts", "video"):
         assert any(f" {kind} " in line for line in job_lines), kind
     assert lines[-1].startswith("5/5 jobs completed in ")
+    held = next(i for i, line in enumerate(lines) if line.startswith("rule holding: Snoozed"))
+    assert held < lines.index("rule lifted: the snooze is over; claiming resumes") < \
+        lines.index(job_lines[0])
 
 
 async def test_event_bursts_are_coalesced_and_frames_capped(

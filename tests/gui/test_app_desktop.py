@@ -47,7 +47,7 @@ def desktop(tmp_path: Path) -> Iterator[Any]:
 
 
 def ui_command(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "workerlib", "--config", str(config), "ui", *args]
+    return [sys.executable, "-m", "app", "--config", str(config), "ui", *args]
 
 
 def ui_env(tmp_path: Path, desk: Any) -> dict[str, str]:

@@ -37,7 +37,7 @@ async def start_ui(tmp_path: Path, studio: Any, env_changes: dict[str, str | Non
         else:
             env[key] = value
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workerlib", "--config", str(config), "ui", cwd=ROOT, env=env,
+        sys.executable, "-m", "app", "--config", str(config), "ui", cwd=ROOT, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     return process, config

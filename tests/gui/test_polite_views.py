@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from app.tray import tooltip
 from app.viewmodels.stats import StatsViewModel
-from app.viewmodels.status import StatusViewModel, badge_text, gpu_text
+from app.viewmodels.status import badge_text, gpu_text
 from tests.gui.test_viewmodels import NOW, snapshot
-from workerlib.config import ConfigStore
-from workerlib.engines.synthetic import SyntheticEngine
-from workerlib.paths import Paths
 from workerlib.policy import GpuHealth, Hold
-from workerlib.service import WorkerService
 from workerlib.stats import summarise
 
 SNOOZE = Hold(rule="snooze", text="Snoozed until 21:30", until=NOW + 3600)
@@ -51,26 +46,3 @@ def test_stats_view_from_a_summary() -> None:
     assert view.peak == "busiest hour: 2 jobs" and not view.empty
     empty = StatsViewModel.render(summarise([], now), now)
     assert empty.empty and empty.breakdown == "" and set(empty.day_bars) == {(0, 0)}
-
-
-async def test_snooze_and_resume_from_the_status_tab(tmp_path: Path) -> None:
-    paths = Paths(config_file=tmp_path / "config.toml", log_dir=tmp_path / "logs",
-                  state_dir=tmp_path / "state", cache_dir=tmp_path / "cache")
-    ConfigStore(paths.config_file).update({"api_base_url": "http://127.0.0.1:9",
-                                           "auto_update_enabled": False})
-    service = WorkerService(paths, engine_factory=lambda _c: SyntheticEngine(),
-                            vram_probe=lambda: 24.0, file_logging=False)
-    await service.open()
-    try:
-        vm = StatusViewModel(service)
-        vm.snooze("4h")
-        view = vm.view()
-        assert view.snoozed and service.status().hold is not None
-        assert paths.snooze_file.exists()  # state, not config: it survives a restart
-        vm.snooze("tomorrow")
-        until = service.status().hold.until  # type: ignore[union-attr]
-        assert until is not None and datetime.fromtimestamp(until).hour == 8
-        vm.resume_now()
-        assert not vm.view().snoozed and service.status().hold is None
-    finally:
-        await service.close(drain_secs=0.1)

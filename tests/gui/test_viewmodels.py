@@ -438,3 +438,36 @@ async def test_status_explains_why_it_holds_back(service: WorkerService) -> None
     assert cooling.badge_tone == "paused"
     assert cooling.problem.startswith("Several jobs failed in a row: not claiming until ")
     assert cooling.problem.endswith("(2m 05s left)")
+
+
+async def test_snooze_and_resume_from_the_status_tab(service: WorkerService) -> None:
+    from datetime import datetime
+
+    vm = StatusViewModel(service)
+    vm.snooze("4h")
+    assert vm.view().snoozed and service.status().hold is not None
+    assert service.paths.snooze_file.exists()  # state, not config: it survives a restart
+    vm.snooze("tomorrow")
+    until = service.status().hold.until  # type: ignore[union-attr]
+    assert until is not None and datetime.fromtimestamp(until).hour == 8
+    vm.resume_now()
+    assert not vm.view().snoozed and service.status().hold is None
+
+
+async def test_politeness_settings_in_the_config_tab(service: WorkerService) -> None:
+    vm = ConfigViewModel(service)
+    shown = {f.name: f for g in vm.view().groups for f in g.fields}
+    assert shown["schedule"].kind == "list" and "semicolons" in shown["schedule"].help
+    assert shown["only_when_idle"].kind == "bool" and not shown["only_when_idle"].active
+    vm.set_text("schedule", "mon-fri 18:00-08:00; mon-fry all")
+    assert "line 2" in vm.errors["schedule"] and "'fry'" in vm.errors["schedule"]
+    vm.set_text("schedule", "mon-fri 18:00-08:00; sat,sun all")
+    vm.set_text("pause_while_running", "eldenring.exe, steam_app_*")
+    vm.set_flag("only_when_idle", True)
+    assert vm.save()
+    config = service.config
+    assert config.schedule == ["mon-fri 18:00-08:00", "sat,sun all"]
+    assert config.pause_while_running == ["eldenring.exe", "steam_app_*"]
+    assert config.only_when_idle and config.idle_minutes == 5
+    shown = {f.name: f for g in vm.view().groups for f in g.fields}
+    assert shown["schedule"].text == "mon-fri 18:00-08:00; sat,sun all"

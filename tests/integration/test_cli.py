@@ -194,7 +194,7 @@ def test_register_run_status_disable_and_signal_exit(
                           for j in job_ids), 20)
         status = run_cli("--config", str(config), "status")
         assert status.returncode == 0
-        assert f"running (pid {worker.pid})" in status.stdout
+        assert f"running (pid {worker.pid}, live, through its control API)" in status.stdout
         assert "3 completed" in status.stdout
 
         stats = run_cli("--config", str(config), "stats")
@@ -208,8 +208,7 @@ def test_register_run_status_disable_and_signal_exit(
         assert run_cli("--config", str(config), "resume").returncode == 0
         _wait(lambda: "holding:" not in run_cli("--config", str(config), "status").stdout, 20)
 
-        assert run_cli("--config", str(config), "disable").returncode == 0
-        time.sleep(1.5)  # config watch tick + one claim interval
+        assert run_cli("--config", str(config), "disable").returncode == 0  # applied at once
         late = _admin(url, "POST", "/admin/jobs", {"model": "synthetic",
                       "task": {"kind": "image", "prompt": "paused"}})["jobIds"][0]
         time.sleep(1.0)
@@ -298,3 +297,23 @@ async def test_status_shows_why_a_running_worker_holds_back(
     out = capsys.readouterr().out
     assert "Engine offline" in out
     assert "not claiming — ComfyUI at http://127.0.0.1:8188 is not answering" in out
+
+
+def test_workerlib_finds_the_window_through_the_faces_entry_point(tmp_path: Path) -> None:
+    # `python -m workerlib ui` never imports the app: it asks the installed packages'
+    # metadata (the studio_worker.faces group) who opens the window.
+    site = tmp_path / "site"
+    info = site / "fakeface-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeface\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[studio_worker.faces]\nui = fakeface:ui\n")
+    (site / "fakeface.py").write_text(
+        "def ui(paths, minimised):\n"
+        "    print('window for', paths.config_file.name, 'minimised' if minimised else '')\n"
+        "    return 0\n")
+    import os
+
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+    result = run_cli("--config", str(tmp_path / "c.toml"), "ui", "--minimised", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "window for c.toml minimised"

@@ -41,6 +41,16 @@ async def a_held_round(studio: Any, loops: WorkerLoops) -> None:
     await studio.wait_for(loops.idle.is_set, WAIT)
 
 
+async def start_held(studio: Any, make_service: ServiceFactory, policy_probes: PolicyProbes,
+                     **config: Any) -> tuple[Any, WorkerLoops, str]:
+    """A job queued, the worker started under a rule that holds: one held round done."""
+    job = studio.enqueue(model="synthetic", task=IMAGE)
+    service = await make_service(policy_probes=policy_probes, **config)
+    loops = await service.start()
+    await a_held_round(studio, loops)
+    return service, loops, job
+
+
 async def test_only_when_away_holds_until_the_person_leaves(
     studio: Any, make_service: ServiceFactory
 ) -> None:
@@ -81,11 +91,9 @@ async def test_a_listed_program_holds_while_it_runs(
     shutil.copy(shutil.which("sleep") or "/bin/sleep", game)
     child = subprocess.Popen([str(game), "600"])
     try:
-        job = studio.enqueue(model="synthetic", task=IMAGE)
-        service = await make_service(pause_while_running=["EldenRing.exe", "notepad*"],
-                                     policy_probes=probes(processes=None))
-        loops = await service.start()
-        await a_held_round(studio, loops)
+        service, _loops, job = await start_held(
+            studio, make_service, probes(processes=None),
+            pause_while_running=["EldenRing.exe", "notepad*"])
         hold = service.status().hold
         assert hold is not None and hold.text == "Paused: a game is running (eldenring.exe)"
         assert studio.jobs[job].status == "queued"
@@ -96,6 +104,29 @@ async def test_a_listed_program_holds_while_it_runs(
     finally:
         child.kill()
         child.wait()
+
+
+class FakeFullscreen:
+    unsupported_reason = ""
+
+    def __init__(self) -> None:
+        self.app: str | None = "ELDEN RING"
+
+    def fullscreen_app(self) -> str | None:
+        return self.app
+
+
+async def test_a_full_screen_app_in_front_holds(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    front = FakeFullscreen()
+    service, _loops, job = await start_held(studio, make_service, probes(fullscreen=front),
+                                            pause_while_fullscreen=True)
+    hold = service.status().hold
+    assert hold is not None and hold.text == "Paused: a full-screen app is in front (ELDEN RING)"
+    assert studio.jobs[job].status == "queued"
+    front.app = None  # back to the desktop
+    await studio.wait_for(lambda: studio.jobs[job].status == "completed", WAIT)
 
 
 async def test_a_snooze_survives_a_restart_and_the_cli_reaches_a_running_worker(
@@ -128,11 +159,8 @@ async def test_a_schedule_holds_outside_its_windows(
     studio: Any, make_service: ServiceFactory
 ) -> None:
     clock = FakeClock(datetime(2026, 11, 25, 12, 0).timestamp())  # a Wednesday, local time
-    job = studio.enqueue(model="synthetic", task=IMAGE)
-    service = await make_service(schedule=["mon-fri 18:00-08:00", "sat-sun all"],
-                                 policy_probes=probes(clock=clock))
-    loops = await service.start()
-    await a_held_round(studio, loops)
+    service, _loops, job = await start_held(studio, make_service, probes(clock=clock),
+                                            schedule=["mon-fri 18:00-08:00", "sat-sun all"])
     hold = service.status().hold
     assert hold is not None and hold.text == "Outside the schedule until 18:00"
     assert hold.until == datetime(2026, 11, 25, 18, 0).timestamp()
@@ -145,11 +173,9 @@ async def test_heat_and_power_limits_with_hysteresis(
     studio: Any, make_service: ServiceFactory
 ) -> None:
     gpu = FakeGpu(temperature=90, power_mw=200_000)
-    job = studio.enqueue(model="synthetic", task=IMAGE)
-    service = await make_service(max_gpu_temp_c=80, max_gpu_power_w=300,
-                                 policy_probes=probes(gpus=GpuSampler(FakeNvml([gpu]))))
-    loops = await service.start()
-    await a_held_round(studio, loops)
+    service, loops, job = await start_held(studio, make_service,
+                                           probes(gpus=GpuSampler(FakeNvml([gpu]))),
+                                           max_gpu_temp_c=80, max_gpu_power_w=300)
     hold = service.status().hold
     assert hold is not None and hold.rule == "heat" and "90 °C" in hold.text
     gpu.temperature = 78  # below the limit, not yet 5 °C below: still held
@@ -172,3 +198,20 @@ async def test_heat_and_power_limits_with_hysteresis(
     await studio.wait_for(lambda: service.status().hold is None, WAIT)
     status = service.status()
     assert status.gpus[0].power_w == 260 and status.gpus[0].name == "NVIDIA GeForce RTX 4090"
+
+
+async def test_a_v2_offer_while_a_rule_holds_is_rejected_as_paused(
+    studio: Any, make_service: ServiceFactory
+) -> None:
+    clock = FakeClock(datetime(2026, 11, 25, 12, 0).timestamp())  # Wednesday noon
+    service = await make_service(protocol="v2", schedule=["mon-fri 18:00-08:00"],
+                                 policy_probes=probes(clock=clock))
+    await service.start()
+    job = studio.enqueue(model="synthetic", task=IMAGE)
+    await studio.wait_for(lambda: studio.jobs[job].rejects, WAIT)
+    reject = studio.jobs[job].rejects[0]
+    assert reject["code"] == "paused" and studio.jobs[job].status == "queued"
+    caps = studio.workers[service.config.worker_id].capabilities
+    assert caps["autoEnabled"] is False and caps["onlyWhenIdle"] is False
+    clock.now = datetime(2026, 11, 25, 18, 0).timestamp()  # the evening window opens
+    await studio.wait_for(lambda: studio.jobs[job].status == "completed", WAIT)

@@ -428,7 +428,9 @@ async def test_delay_spreads_steps_and_keeps_the_loop_running() -> None:
     assert seen[len(seen) // 2][0] - seen[0][0] >= 0.05
 
 
-async def test_render_work_runs_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_render_work_runs_in_a_thread_unless_it_is_tiny(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     calls: list[object] = []
     real = asyncio.to_thread
 
@@ -437,9 +439,16 @@ async def test_render_work_runs_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> 
         return await real(func, *args, **kwargs)
 
     monkeypatch.setattr(asyncio, "to_thread", spy)
-    for kind in KIND_ORDER:
-        await _run(SAMPLE_TASKS[kind])
-    assert len(calls) == len(KIND_ORDER)
+    heavy = [ImageTask(prompt="big", width=65, height=64), SAMPLE_TASKS["audio_tts"],
+             SAMPLE_TASKS["video"]]
+    for task in heavy:
+        await _run(task)
+    assert len(calls) == len(heavy)
+    # A small image or a JSON result costs less than the hop to a thread and back.
+    for task in (ImageTask(prompt="small", width=64, height=64), SAMPLE_TASKS["llm"],
+                 SAMPLE_TASKS["audio_stt"]):
+        await _run(task)
+    assert len(calls) == len(heavy)
 
 
 @pytest.mark.parametrize("delay", [-1.0, float("nan"), float("inf")])

@@ -6,6 +6,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
 BLOCKED = ("kivy", "kivymd", "pystray", "plyer", "gi", "sdl2")
 
 
@@ -37,10 +41,12 @@ def test_every_workerlib_module_imports_with_gui_packages_blocked() -> None:
     assert int(result.stdout.strip()) >= 15
 
 
-def test_run_help_does_not_import_gui() -> None:
+@pytest.mark.parametrize("package", ["workerlib", "app"])
+def test_run_help_does_not_import_gui(package: str) -> None:
+    # `python -m app` is the full entry point: it too must not touch Kivy for --help.
     code = (
         "import sys, runpy; sys.argv=['studio-worker','--help']\n"
-        "try:\n    runpy.run_module('workerlib', run_name='__main__')\n"
+        f"try:\n    runpy.run_module({package!r}, run_name='__main__')\n"
         "except SystemExit: pass\n"
         f"assert not [m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}]\n"
     )
@@ -50,8 +56,18 @@ def test_run_help_does_not_import_gui() -> None:
     assert "dev-studio" in result.stdout
 
 
+def test_import_layers_hold() -> None:
+    """The contracts in pyproject.toml ([tool.importlinter]): entry → app → workerlib,
+    no GUI package in workerlib, and the layers inside each (docs/ARCHITECTURE.md)."""
+    code = "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
+    result = subprocess.run([sys.executable, "-c", code, "--no-cache"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.stdout.rstrip().endswith("kept, 0 broken.")
+
+
 def test_version_answers_without_importing_the_worker() -> None:
-    code = ("import sys; from workerlib.entry import main; main(['--version']);"
+    code = ("import sys; from app.entry import main; main(['--version']);"
             "heavy = [m for m in ('aiohttp', 'pydantic', 'workerlib.cli') if m in sys.modules];"
             "assert not heavy, heavy")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -73,7 +89,7 @@ def test_ui_without_the_ui_extra_prints_the_hint_and_exits_2(tmp_path: Path) -> 
                 return None
 
         sys.meta_path.insert(0, NotInstalled())
-        from workerlib.entry import main
+        from app.entry import main
         sys.exit(main(sys.argv[1:]))
         """
     )

@@ -51,6 +51,9 @@ SYNTHETIC_IDS: frozenset[str] = frozenset(m for ids in SYNTHETIC_MODELS.values()
 all advertised ids, so each of them must really run for each advertised kind."""
 
 MAX_IMAGE_PIXELS = 4096 * 4096
+INLINE_MAX_PIXELS = 64 * 64
+"""Images up to this size (and JSON results) are made on the event loop itself: they take
+about a millisecond, less than handing them to a thread and back costs."""
 # libwebp refuses larger sides; such images fall back to PNG.
 _WEBP_MAX_SIDE = 16383
 _IMAGE_FORMATS: dict[str, str] = {
@@ -258,6 +261,12 @@ def render_video(task: VideoTask) -> BinaryResult:
     return BinaryResult(data=buf.getvalue(), ext="gif")
 
 
+def _is_small(task: Task) -> bool:
+    if isinstance(task, ImageTask):
+        return task.width * task.height <= INLINE_MAX_PIXELS
+    return isinstance(task, LlmTask | AudioSttTask)
+
+
 class SyntheticEngine:
     """Serves every kind with any of its ``synthetic*`` ids, no GPU and no network needed."""
 
@@ -295,7 +304,7 @@ class SyntheticEngine:
             if pause > 0:
                 await asyncio.sleep(pause)
             progress(step / _PROGRESS_STEPS)
-        result = await asyncio.to_thread(work)
+        result = work() if _is_small(task) else await asyncio.to_thread(work)
         if pause > 0:
             await asyncio.sleep(pause)
         progress(1.0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from workerlib.atomic import write_atomic
 
 TOMORROW_HOUR = 8
 """"Until tomorrow" means until 08:00 on the next calendar day, local time."""
@@ -87,15 +87,4 @@ class SnoozeStore:
         self._stamp, self._until = None, None
 
     def _write(self, data: dict[str, float]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".snooze.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(self.path, json.dumps(data).encode("utf-8"))

@@ -13,11 +13,9 @@ stops claiming until :meth:`Journal.retry` succeeds.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +25,9 @@ from workerlib.errors import StudioError, StudioHTTPError
 RESTARTED_REASON = "worker restarted"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 GONE_STATUSES = (404, 409, 410)
+MAX_FILE_BYTES = 1024 * 1024
+"""A journal file larger than this is not one we wrote: it is read as empty."""
+MAX_PADDING = 64 * 1024
 
 
 def studio_has_it(error: StudioError | None) -> bool:
@@ -56,14 +57,23 @@ class Journal:
     """Only this process writes it (the instance lock sees to that), so the entries are
     kept in memory and the file is read once.
 
-    Writes are atomic (temp file + rename) but not fsynced: what matters is surviving
-    the worker process being killed, which the OS page cache does; after a power cut
-    the studio releases the job itself once the heartbeat is stale.
+    It is written twice per job, so a write is cheap: the whole JSON document in one
+    ``pwrite`` at offset 0, padded with blanks (which JSON allows) to the length the file
+    had, and the file truncated once no job is left: no temp file, no rename, no
+    directory update. One write of a few hundred bytes is never half-done when the
+    process is killed, and that is what the journal is for: surviving the worker
+    process being killed, which the OS page cache does. It is not fsynced; after a
+    power cut the studio releases the job itself once the heartbeat is stale. A write
+    cut short by a full disk may leave the file unreadable: the entries stay in memory
+    and the worker claims nothing until :meth:`retry` has written them again.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._entries: list[JournalEntry] | None = None
+        self._size = 0
+        """The file's length as this process last left it (blanks included)."""
+        self._private = False
         self.fault: str | None = None
         """Why the last write failed (``disk full: …``); None once writing works."""
 
@@ -74,10 +84,16 @@ class Journal:
 
     def _read(self) -> list[JournalEntry]:
         try:
-            raw = json.loads(self.path.read_text("utf-8"))
-        except FileNotFoundError:
+            with self.path.open("rb") as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
+                self._size = handle.seek(0, os.SEEK_END)
+        except OSError:
             return []
-        except (OSError, ValueError):
+        if len(data) > MAX_FILE_BYTES:
+            return []  # not ours: a few jobs take a few hundred bytes
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except ValueError:
             return []
         entries: list[JournalEntry] = []
         for item in raw.get("jobs", []) if isinstance(raw, dict) else []:
@@ -94,6 +110,18 @@ class Journal:
                 continue
         return entries
 
+    def _open(self) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags, 0o600)
+        if not self._private and os.name == "posix":
+            os.fchmod(fd, 0o600)  # a file left by someone else may be wider open
+        self._private = True
+        return fd
+
     def _write(self, entries: list[JournalEntry]) -> bool:
         """Keep ``entries`` (in memory always, on disk when possible). False on a write
         error, which is recorded in :attr:`fault` rather than raised."""
@@ -109,23 +137,24 @@ class Journal:
         return True
 
     def _store(self, entries: list[JournalEntry]) -> None:
-        if not entries:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+        if not entries and self._size == 0:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"jobs": [asdict(e) for e in entries]}).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".inflight.", dir=self.path.parent)
+            return
+        data = json.dumps({"jobs": [asdict(e) for e in entries]}).encode() if entries else b""
+        fd = self._open()
         try:
-            if os.name == "posix":
-                os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            if data:
+                if self._size > len(data) + MAX_PADDING:
+                    # Once, after a journal that grew large (many undelivered fails).
+                    os.ftruncate(fd, len(data))
+                    self._size = len(data)
+                _write_at_start(fd, data.ljust(self._size))
+                self._size = max(self._size, len(data))
+            else:
+                os.ftruncate(fd, 0)
+                self._size = 0
+        finally:
+            os.close(fd)
 
     def retry(self) -> bool:
         """After a fault: try to write again. True when the journal is on disk."""
@@ -148,3 +177,14 @@ class Journal:
 
     def done(self, job_id: str) -> bool:
         return self._write([e for e in self.entries() if e.job_id != job_id])
+
+
+def _write_at_start(fd: int, data: bytes) -> None:
+    if hasattr(os, "pwrite"):
+        written = os.pwrite(fd, data, 0)
+    else:  # Windows
+        os.lseek(fd, 0, os.SEEK_SET)
+        written = os.write(fd, data)
+    view = memoryview(data)[written:]
+    while view:  # a short write: only on a full disk or an odd file system
+        view = view[os.write(fd, view):]

@@ -1,0 +1,1 @@
+"""The local control API: how the window, the tray and the CLI reach a running worker."""
