@@ -305,13 +305,43 @@ def _icon_class(pystray: Any, has_sni_host: Callable[[], bool]) -> type:
     return type("StudioWorkerTrayIcon", (base,), namespace)
 
 
-class PystrayTray:
+class _Startup:
+    """Whether an icon came up, shared by the in-process icon and the helper's."""
+
+    def __init__(self) -> None:
+        self.backend = ""
+        self._ready = threading.Event()
+        self._failed = threading.Event()
+        self._stopping = False
+
+    @property
+    def available(self) -> bool:
+        """The icon is up (closing the window may hide it)."""
+        return self._ready.is_set() and not self._failed.is_set()
+
+    @property
+    def failed(self) -> bool:
+        return self._failed.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until the icon is up or has failed; True when it is up."""
+        self._ready.wait(timeout)
+        return self.available
+
+    def _give_up(self, reason: str) -> None:
+        """The icon will not come up: one warning, and the window minimises instead."""
+        log.warning("no tray icon (%s); closing the window will minimise it instead", reason)
+        self._failed.set()
+        self._ready.set()
+
+
+class PystrayTray(_Startup):
     """A pystray icon on its own daemon thread. Best effort: if it cannot start, one
     warning is logged and ``failed`` turns true; the window keeps working without it."""
 
     def __init__(self, commands: TrayCommands) -> None:
+        super().__init__()
         self.commands = commands
-        self.backend = ""
         self._lock = threading.Lock()
         """Guards the states; menu callbacks on the tray's thread read them too."""
         self._apply_lock = threading.Lock()
@@ -319,28 +349,12 @@ class PystrayTray:
         self._state: TrayState | None = None
         self._shown: TrayState | None = None
         self._icon: Any = None
-        self._ready = threading.Event()
-        self._failed = threading.Event()
-        self._stopping = False
         self._thread: threading.Thread | None = None
         self._images: dict[Variant, Image.Image] = {}
-
-    @property
-    def available(self) -> bool:
-        return self._ready.is_set() and not self._failed.is_set()
-
-    @property
-    def failed(self) -> bool:
-        return self._failed.is_set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tray", daemon=True)
         self._thread.start()
-
-    def wait(self, timeout: float) -> bool:
-        """Wait until the icon is up or has failed; True when it is up."""
-        self._ready.wait(timeout)
-        return self.available
 
     def show(self, state: TrayState) -> None:
         with self._lock:
@@ -395,10 +409,7 @@ class PystrayTray:
                 self._failed.set()
 
     def _fail(self, exc: BaseException) -> None:
-        reason = str(exc) if type(exc) is RuntimeError else f"{type(exc).__name__}: {exc}"
-        log.warning("no tray icon (%s); closing the window will minimise it instead", reason)
-        self._failed.set()
-        self._ready.set()
+        self._give_up(str(exc) if type(exc) is RuntimeError else f"{type(exc).__name__}: {exc}")
 
     def _on_ready(self, icon: Any) -> None:
         try:
@@ -471,7 +482,7 @@ def helper_command(stop_worker: bool = False) -> list[str]:
     return [sys.executable, "-m", "app.tray_helper", *flags]
 
 
-class HelperTray:
+class HelperTray(_Startup):
     """The same icon and menu as ``PystrayTray``, run by app/tray_helper.py in its own
     process so that GTK never loads into the window's process (about 30 MB)."""
 
@@ -479,28 +490,13 @@ class HelperTray:
 
     def __init__(self, commands: TrayCommands,
                  command: Callable[[bool], list[str]] = helper_command) -> None:
+        super().__init__()
         self.commands = commands
-        self.backend = ""
         self._command = command
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._shown: TrayState | None = None
         self._pending: TrayState | None = None
-        self._ready = threading.Event()
-        self._failed = threading.Event()
-        self._stopping = False
-
-    @property
-    def available(self) -> bool:
-        return self._ready.is_set() and not self._failed.is_set()
-
-    @property
-    def failed(self) -> bool:
-        return self._failed.is_set()
-
-    def wait(self, timeout: float) -> bool:
-        self._ready.wait(timeout)
-        return self.available
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -577,11 +573,6 @@ class HelperTray:
             self.commands.snooze(str(message.get("choice", "")))
         elif message.get("command") == "stop_worker" and self.commands.stop_worker is not None:
             self.commands.stop_worker()
-
-    def _give_up(self, reason: str) -> None:
-        log.warning("no tray icon (%s); closing the window will minimise it instead", reason)
-        self._failed.set()
-        self._ready.set()
 
     def _flush(self) -> None:
         with self._lock:

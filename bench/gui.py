@@ -125,6 +125,17 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def _running(argv: list[str], env: dict[str, str] | None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def _workers(url: str) -> int:
     stats = admin(url, "/admin/stats")
     assert isinstance(stats, dict)
@@ -140,49 +151,30 @@ def idle_app(seconds: float = 60.0, settle: float = 6.0) -> list[Row]:
     rss: dict[str, float] = {}
     with desktop() as (env, desk), studio_process() as url, \
             tempfile.TemporaryDirectory() as tmp:
-        bare = subprocess.Popen([PY, PROBE, "bare-idle"], env=env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
+        def measure(pid: int, key: str) -> None:
+            time.sleep(settle)
+            cpu[key] = _cpu_percent(pid, seconds)
+            rss[key] = rss_mb(pid)
+
+        with _running([PY, PROBE, "bare-idle"], env) as bare:
             if desk is not None:
                 _wait(lambda: desk.window_named("Bare") is not None, 60, "the bare window")
-            time.sleep(settle)
-            cpu["bare"] = _cpu_percent(bare.pid, seconds)
-            rss["bare"] = rss_mb(bare.pid)
-        finally:
-            bare.terminate()
-            bare.wait(timeout=20)
-        headless = subprocess.Popen(
-            [PY, "-m", "app", "--config", str(_config(Path(tmp) / "headless", url,
-                                                            claim_interval_secs=5.0)), "run"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
+            measure(bare.pid, "bare")
+        headless = _config(Path(tmp) / "headless", url, claim_interval_secs=5.0)
+        with _running([PY, "-m", "app", "--config", str(headless), "run"], None) as proc:
             _wait(lambda: _workers(url) >= 1, 60, "the headless worker to register")
-            time.sleep(settle)
-            cpu["headless"] = _cpu_percent(headless.pid, seconds)
-        finally:
-            headless.terminate()
-            headless.wait(timeout=20)
+            measure(proc.pid, "headless")
         config = _config(Path(tmp) / "ui", url, claim_interval_secs=5.0)
-        proc = subprocess.Popen([PY, "-m", "app", "--config", str(config), "ui"],
-                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
+        with _running([PY, "-m", "app", "--config", str(config), "ui"], env) as proc:
             _wait(lambda: _workers(url) >= 2, 60, "the app's worker to register")
             window = None
             if desk is not None:
                 window = _wait(lambda: desk.window_named("Studio Worker"), 60, "the window")
-            time.sleep(settle)
-            cpu["visible"] = _cpu_percent(proc.pid, seconds)
-            rss["visible"] = rss_mb(proc.pid)
+            measure(proc.pid, "visible")
             if window is not None:
                 desk.send_close(window)  # the close button: to the tray
                 _wait(lambda: not desk.viewable(window), 20, "the window hidden")
-                time.sleep(settle)
-                cpu["hidden"] = _cpu_percent(proc.pid, seconds)
-                rss["hidden"] = rss_mb(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+                measure(proc.pid, "hidden")
     rows = [
         Row(f"idle CPU, desktop app, window visible ({seconds:.0f} s)",
             "bare KivyMD app, 2 tabs, 60 fps", Stat([cpu["bare"]]), Stat([cpu["visible"]]),
