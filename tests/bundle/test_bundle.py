@@ -264,7 +264,7 @@ async def test_the_bundle_has_a_tray_menu_and_sends_notifications(
     pytest.importorskip("dbus_fast", reason="the fake notification service needs dbus-fast")
     from app.tray import COLOURS
     from tests.gui.dbus_session import FakeNotificationService
-    from tests.gui.test_app_desktop import ITEMS, OPEN, PAUSE, QUIT
+    from tests.gui.test_app_desktop import ITEMS, OPEN, PAUSE, QUIT, launched
 
     desk = xdesktop.XDesktop(tmp_path / "desktop")
     notifications = FakeNotificationService(desk.bus.address)
@@ -276,11 +276,8 @@ async def test_the_bundle_has_a_tray_menu_and_sends_notifications(
             "DBUS_SESSION_BUS_ADDRESS")}
         env.update(desk.env(), KIVY_HOME=str(tmp_path / "kivy"))
         log = tmp_path / "bundle.log"
-        with log.open("wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                str(bundle), "--config", str(config), "ui", "--minimised", env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err)
-        try:
+        argv = [str(bundle), "--config", str(config), "ui", "--minimised"]
+        async with launched(argv, env, log) as proc:
             await desk.drawn_icon(list(COLOURS.values()), 60)
             await desk.wait(lambda: "tray icon ready (gtk)" in log.read_text(), 10,
                             "the gtk tray icon")
@@ -305,12 +302,6 @@ async def test_the_bundle_has_a_tray_menu_and_sends_notifications(
             await desk.wait(lambda: desk.viewable(window), 10, "the window to open")
             await desk.choose(QUIT, ITEMS)
             assert await asyncio.wait_for(proc.wait(), 30) == 0
-        except BaseException:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            print(log.read_text()[-5000:])
-            raise
     finally:
         notifications.close()
         desk.close()

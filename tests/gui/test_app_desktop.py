@@ -8,11 +8,12 @@ the tools are missing; scripts/_gui_setup.sh installs them, so CI runs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,25 @@ def desktop(tmp_path: Path) -> Iterator[Any]:
         yield desk
     finally:
         desk.close()
+
+
+@contextlib.asynccontextmanager
+async def launched(argv: list[str], env: dict[str, str],
+                   log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Start a program with its stderr in ``log``; should the block fail, kill the
+    program and show the end of its log."""
+    with log.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=err)
+    try:
+        yield process
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        print(log.read_text()[-5000:])
+        raise
 
 
 def ui_command(config: Path, *args: str) -> list[str]:
@@ -191,11 +211,7 @@ async def test_without_pygobject_a_left_click_on_the_xorg_icon_opens_the_window(
     })
     env = {**ui_env(tmp_path, desk), "PYSTRAY_BACKEND": "xorg"}
     log = tmp_path / "ui.log"
-    with log.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            *ui_command(config, "--minimised"), cwd=ROOT, env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err)
-    try:
+    async with launched(ui_command(config, "--minimised"), env, log) as process:
         from app.tray import COLOURS
 
         tray = await desk.drawn_icon(list(COLOURS.values()), 20)
@@ -206,12 +222,6 @@ async def test_without_pygobject_a_left_click_on_the_xorg_icon_opens_the_window(
         await desk.wait(lambda: desk.viewable(window), 5, "the window to open")
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 10) == 0
-    except BaseException:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        print(log.read_text()[-5000:])
-        raise
 
 
 async def test_without_a_tray_host_it_says_so_once_and_closing_minimises(
@@ -229,11 +239,7 @@ async def test_without_a_tray_host_it_says_so_once_and_closing_minimises(
         "heartbeat_interval_secs": 0.2, "claim_interval_secs": 0.2, "protocol": "v1",
     })
     log = tmp_path / "ui.log"
-    with log.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            *ui_command(config), cwd=ROOT, env=ui_env(tmp_path, desk),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err)
-    try:
+    async with launched(ui_command(config), ui_env(tmp_path, desk), log) as process:
         window = await desk.wait(lambda: desk.window_named("Studio Worker"), 30, "the window")
         await desk.wait(lambda: "no tray icon" in log.read_text(), 20, "the tray verdict")
         desk.send_close(window)
@@ -242,12 +248,6 @@ async def test_without_a_tray_host_it_says_so_once_and_closing_minimises(
         assert process.returncode is None and desk.viewable(window)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 15) == 0
-    except BaseException:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        print(log.read_text()[-5000:])
-        raise
     text = log.read_text()
     assert "tray icon ready" not in text and "Quit is in the tray menu" not in text
     verdicts = [line for line in text.splitlines() if "no tray icon" in line]
