@@ -486,7 +486,7 @@ class HelperTray(_Startup):
     """The same icon and menu as ``PystrayTray``, run by app/tray_helper.py in its own
     process so that GTK never loads into the window's process (about 30 MB)."""
 
-    STOP_WAIT_SECS = 1.0
+    STOP_WAIT_SECS = 5.0
 
     def __init__(self, commands: TrayCommands,
                  command: Callable[[bool], list[str]] = helper_command) -> None:
@@ -528,6 +528,11 @@ class HelperTray(_Startup):
         with contextlib.suppress(OSError):
             if proc.stdin is not None:
                 proc.stdin.close()
+        # Not on the caller's thread: quitting must not wait for GTK to let go.
+        threading.Thread(target=self._reap, args=(proc,), name="tray-helper-reap",
+                         daemon=True).start()
+
+    def _reap(self, proc: subprocess.Popen[str]) -> None:
         try:
             proc.wait(self.STOP_WAIT_SECS)
         except subprocess.TimeoutExpired:
