@@ -197,8 +197,9 @@ def test_register_run_status_disable_and_signal_exit(
         assert f"running (pid {worker.pid}, live, through its control API)" in status.stdout
         assert "3 completed" in status.stdout
 
-        stats = run_cli("--config", str(config), "stats")
-        assert "last 24 hours: 3 completed, 0 failed" in stats.stdout, stats.stdout
+        # The running worker writes its stats rows together, within a second.
+        _wait(lambda: "last 24 hours: 3 completed, 0 failed" in run_cli(
+            "--config", str(config), "stats").stdout, 20)
         data = json.loads(run_cli("--config", str(config), "stats", "--json").stdout)
         assert data["day"]["completed"] == 3
         assert data["by_kind_model"][0]["model"] == "synthetic"
