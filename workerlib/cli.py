@@ -217,6 +217,11 @@ def bootstrap_token_from(arg: str | None, paths: Paths) -> str | None:
 
 def cmd_register(paths: Paths, token: str | None, url: str | None) -> int:
     token = bootstrap_token_from(token, paths)
+    if not token and not _load(paths).bootstrap_token:
+        report("no bootstrap token to register with: pass --bootstrap-token TOKEN (the studio "
+               f"gives it out; - reads it from stdin), or set bootstrap_token in "
+               f"{paths.config_file}")
+        return EXIT_ERROR
 
     async def go() -> int:
         service = WorkerService(paths, file_logging=True)
@@ -544,7 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="the jobs this PC did (24 hours, 7 days)")
     stats.add_argument("--json", action="store_true", help="print JSON")
     thr = sub.add_parser("set-threshold", help="largest job to accept, in GiB of VRAM")
-    thr.add_argument("gb", type=float, metavar="GIB")
+    thr.add_argument("gb", type=float, metavar="GIB",
+                     help="jobs estimated above this many GiB of VRAM are left to others "
+                          "(e.g. 12)")
     cfg = sub.add_parser("config", help="print the config file's path and settings")
     cfg.add_argument("--show-secrets", action="store_true", help="print tokens unmasked")
     chk = sub.add_parser("check-update", help="check the release feed for a newer version")

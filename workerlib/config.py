@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import math
 import os
 import re
@@ -231,8 +232,8 @@ class Config(BaseModel):
         "", "Folder holding local model files (engines that load models).", "Models"
     )
     model_map: dict[str, str] = _field(
-        {}, "Studio model id → local model name (checkpoint file, folder or backend name).",
-        "Models",
+        {}, "Maps studio model ids to local model names (checkpoint file, folder or "
+        "backend name).", "Models",
     )
     notify_on_completion: bool = _field(
         False, "Show a desktop notification when a job completes.", "Notifications"
@@ -698,7 +699,9 @@ def reference_markdown() -> str:
             elif isinstance(default, str):
                 shown = f'`"{default}"`' if default else '`""`'
             elif isinstance(default, list):
-                shown = "`[]`"
+                shown = f"`{json.dumps(default)}`"  # a TOML array of strings reads the same
+            elif isinstance(default, dict) and not default:
+                shown = "`{}`"
             else:
                 shown = f"`{default}`"
             if shown in ("true", "false"):

@@ -74,7 +74,7 @@ def describe_holder(holder: dict[str, Any] | None, config_file: Path) -> str:
         how = (f"stop it with `kill {pid}`, or `systemctl --user stop minis-studio-worker` "
                "if it runs as a service")
         return (f"a headless studio-worker (pid {pid}) is already running with {config_file}; "
-                f"{how}, then start the window again")
+                f"{how}, then try again")
     return f"studio-worker (pid {pid}) is already running with {config_file}"
 
 
