@@ -1,12 +1,16 @@
 """The work this PC did: every finished job in a small SQLite file in the state folder.
 
 WAL journal: a write is one transaction, so a worker killed mid-write (kill -9, power
-cut) loses at most that one row and never the file. A file that is not a database any
-more is moved aside and a new one started. Rows older than ``KEEP_DAYS`` are dropped.
+cut) loses at most that transaction's rows and never the file. Rows recorded on an
+event loop are written together at most ``FLUSH_SECS`` later (one transaction costs
+about what a whole job costs the worker on loopback); reading the stats writes them
+first. A file that is not a database any more is moved aside and a new one started.
+Rows older than ``KEEP_DAYS`` are dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import logging
@@ -24,6 +28,8 @@ log = logging.getLogger("workerlib.stats")
 KEEP_DAYS = 35
 MAX_ROWS = 200_000
 PRUNE_EVERY = 1000
+FLUSH_SECS = 1.0
+FLUSH_ROWS = 500
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
@@ -90,6 +96,7 @@ class StatsStore:
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._inserts = 0
+        self._pending: list[tuple[str, str, str, str, float, float]] = []
 
     def _open(self) -> sqlite3.Connection:
         if self._db is not None:
@@ -137,19 +144,44 @@ class StatsStore:
 
     def record(self, job_id: str, kind: str, model: str, outcome: str, duration_secs: float,
                finished_at: float) -> None:
-        """Add one finished job; a failure is logged, never raised (stats are a nicety)."""
+        """Add one finished job; a failure is logged, never raised (stats are a nicety).
+
+        On an event loop the row is written with the others of the next ``FLUSH_SECS``;
+        elsewhere at once."""
+        try:
+            row = (job_id[:_FIELD_CHARS], kind[:_FIELD_CHARS], model[:_FIELD_CHARS], outcome,
+                   max(0.0, float(duration_secs)), float(finished_at))
+        except (TypeError, ValueError) as exc:
+            log.warning("could not record job %s in %s: %s", job_id, self.path.name, exc)
+            return
+        with self._lock:
+            self._pending.append(row)
+            first, full = len(self._pending) == 1, len(self._pending) >= FLUSH_ROWS
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or full:
+            self.flush()
+        elif first:
+            loop.call_later(FLUSH_SECS, self.flush)
+
+    def flush(self) -> None:
+        """Write the rows recorded so far."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+        if not rows:
+            return
         try:
             with self._transaction() as db:
-                db.execute(
+                db.executemany(
                     "INSERT INTO jobs (job_id, kind, model, outcome, duration_secs, finished_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (job_id[:_FIELD_CHARS], kind[:_FIELD_CHARS], model[:_FIELD_CHARS], outcome,
-                     max(0.0, float(duration_secs)), float(finished_at)))
-                self._inserts += 1
-                if self._inserts % PRUNE_EVERY == 1:
-                    self._prune(db, finished_at)
+                    " VALUES (?, ?, ?, ?, ?, ?)", rows)
+                before, self._inserts = self._inserts, self._inserts + len(rows)
+                if before // PRUNE_EVERY != self._inserts // PRUNE_EVERY or before == 0:
+                    self._prune(db, rows[-1][5])
         except (sqlite3.Error, OSError, ValueError) as exc:
-            log.warning("could not record job %s in %s: %s", job_id, self.path.name, exc)
+            log.warning("could not record %d job(s) in %s: %s", len(rows), self.path.name, exc)
 
     @staticmethod
     def _prune(db: sqlite3.Connection, now: float) -> None:
@@ -157,11 +189,13 @@ class StatsStore:
         db.execute("DELETE FROM jobs WHERE id <= (SELECT max(id) FROM jobs) - ?", (MAX_ROWS,))
 
     def count(self) -> int:
+        self.flush()
         with self._lock:
             return int(self._open().execute("SELECT count(*) FROM jobs").fetchone()[0])
 
     def summary(self, now: float | None = None) -> StatsSummary:
         now = time.time() if now is None else now
+        self.flush()
         with self._lock:
             rows = self._open().execute(
                 "SELECT kind, model, outcome, duration_secs, finished_at FROM jobs "
@@ -170,6 +204,7 @@ class StatsStore:
         return summarise(rows, now)
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             db, self._db = self._db, None
             if db is not None:

@@ -81,6 +81,7 @@ async def attach() -> AsyncIterator[Callable[[RemoteWorker], Any]]:
         assert await pilot.close() == 0
 
 
+@pytest.mark.timeout(360)  # three processes start: slow on a busy machine
 async def test_the_window_drives_the_background_worker_and_restarts_it(
     studio: Any, tmp_path: Path, attach: Any
 ) -> None:
@@ -146,10 +147,11 @@ async def test_the_window_drives_the_background_worker_and_restarts_it(
     assert "Traceback" not in (tmp_path / "worker.log").read_text()
 
 
+@pytest.mark.timeout(360)  # three processes start: slow on a busy machine
 async def test_quitting_the_window_leaves_the_worker_and_its_job_running(
     studio: Any, tmp_path: Path, attach: Any
 ) -> None:
-    config = write_config(tmp_path, studio, synthetic={"delay_secs": 2.0})
+    config = write_config(tmp_path, studio, synthetic={"delay_secs": 5.0})
     paths = resolve_paths(config)
     worker = await start_worker(config, tmp_path / "worker.log")
     try:
@@ -161,9 +163,9 @@ async def test_quitting_the_window_leaves_the_worker_and_its_job_running(
         await pilot.wait_for(lambda: remote.status().current_job is not None, 30,
                              "the job in the window")
         await asyncio.to_thread(pilot.app.tray.click, "Quit")
-        assert await asyncio.wait_for(pilot.task, 20) == 0
-        assert studio.jobs[job].status == "claimed"  # the window is gone, the job is not
-        await studio.wait_for(lambda: studio.jobs[job].status == "completed", timeout=30)
+        assert await asyncio.wait_for(pilot.task, 60) == 0
+        # The window is gone; the job it showed runs to its end in the worker.
+        await studio.wait_for(lambda: studio.jobs[job].status == "completed", timeout=60)
         assert worker.returncode is None
         assert (await asyncio.to_thread(client.status)).jobs_completed == 1
         await asyncio.to_thread(client.quit, 1.0)
@@ -190,6 +192,7 @@ async def test_the_windows_own_worker_serves_the_cli(make_service: Any, start_gu
 
 
 # -- as a user sees it: processes on an X desktop ------------------------------------------------
+@pytest.mark.timeout(360)  # three processes start: slow on a busy machine
 async def test_ui_attaches_to_the_service_on_a_real_desktop(
     studio: Any, tmp_path: Path, desktop: Any
 ) -> None:

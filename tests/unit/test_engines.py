@@ -393,6 +393,10 @@ async def test_cannot_serve_a_model_that_is_not_synthetic(kind: str, model: str)
 async def test_progress_is_monotonic_and_ends_at_one(kind: str) -> None:
     seen: list[float] = []
     await SyntheticEngine().generate(MODEL_FOR_KIND[kind], SAMPLE_TASKS[kind], seen.append)
+    assert seen == [0.0, 1.0]  # no delay: nothing to watch in between
+    seen.clear()
+    await SyntheticEngine(delay_secs=0.01).generate(MODEL_FOR_KIND[kind], SAMPLE_TASKS[kind],
+                                                    seen.append)
     assert len(seen) >= 3
     assert seen[0] == 0.0
     assert seen[-1] == 1.0

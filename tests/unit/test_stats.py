@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -11,6 +12,9 @@ import textwrap
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
+import workerlib.stats as stats_module
 from workerlib.stats import StatsStore, summarise, text_report
 
 NOW = datetime(2026, 11, 25, 12, 30).timestamp()
@@ -106,3 +110,26 @@ def test_the_store_survives_kill_9_in_mid_write(tmp_path: Path) -> None:
     store.record("after", "image", "sdxl", "completed", 1.0, NOW)
     assert store.count() == 201
     store.close()
+
+
+async def test_rows_recorded_on_the_loop_are_written_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stats_module, "FLUSH_SECS", 0.0)
+    path = tmp_path / "stats.sqlite3"
+    store = StatsStore(path)
+    reader = StatsStore(path)
+    for i in range(3):
+        store.record(f"job-{i}", "image", "m", "completed", 1.0, NOW)
+    assert reader.count() == 0  # one transaction for the three, after this turn of the loop
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if reader.count() == 3:
+            break
+    assert reader.count() == 3
+    store.record("job-3", "image", "m", "failed", 1.0, NOW)
+    assert store.summary(NOW).day.failed == 1  # reading writes the pending rows first
+    store.record("job-4", "image", "m", "failed", 1.0, NOW)
+    store.close()  # and so does closing
+    assert reader.count() == 5
+    reader.close()

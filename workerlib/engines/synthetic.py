@@ -300,9 +300,9 @@ class SyntheticEngine:
         work = self._prepare(model, task)
         pause = self._delay_secs / _PROGRESS_STEPS
         progress(0.0)
-        for step in range(1, _PROGRESS_STEPS):
-            if pause > 0:
-                await asyncio.sleep(pause)
+        # Steps only when there is time to see them: each one is an event for the window.
+        for step in range(1, _PROGRESS_STEPS if pause > 0 else 1):
+            await asyncio.sleep(pause)
             progress(step / _PROGRESS_STEPS)
         result = work() if _is_small(task) else await asyncio.to_thread(work)
         if pause > 0:

@@ -105,8 +105,8 @@ class JobRunner:
         extra = {"job_id": job_id}
         threshold = host.config.vram_threshold_gb
         if claim.vram_gb_estimate > threshold:
-            reason = (f"cannot serve: the job needs {claim.vram_gb_estimate:g} GB of VRAM, this "
-                      f"worker accepts up to {threshold:g} GB")
+            reason = (f"cannot serve: the job needs {claim.vram_gb_estimate:g} GiB of VRAM, this "
+                      f"worker accepts up to {threshold:g} GiB")
             log_claim.error("job %s refused: %s", job_id, reason, extra=extra)
             await self.report_fail(job_id, reason, retryable=False, delivery=delivery)
             return
