@@ -9,7 +9,6 @@ dependencies: nothing here imports Kivy until a window is really opened.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -34,7 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_ui(paths: Paths, start_minimised: bool) -> int:
     """``studio-worker ui`` (also found by ``python -m workerlib ui`` through the
     ``studio_worker.faces`` entry point group)."""
-    if importlib.util.find_spec("kivy") is None:
+    from app.env import missing_gui_packages
+
+    if missing_gui_packages():  # a plain `pip install .`: kivy or kivymd is missing
         from workerlib.cli import EXIT_USAGE, report
 
         report("the desktop app is not installed here (install the 'ui' extra: "

@@ -5,6 +5,7 @@ Nothing here imports kivymd (which creates the window as an import side effect).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Mapping
@@ -12,6 +13,9 @@ from collections.abc import Mapping
 WINDOW_SIZE = (980, 700)
 MIN_WINDOW_SIZE = (720, 520)
 MAX_FPS = 30
+GUI_PACKAGES = ("kivy", "kivymd")
+"""What the window cannot open without (the ``ui`` extra; the tray and notifications
+are best effort)."""
 # SDL drivers that give a real GL context without an X or Wayland server.
 _SERVERLESS_DRIVERS = frozenset({"offscreen", "kmsdrm", "windows", "cocoa"})
 
@@ -29,6 +33,19 @@ def headless_reason(
     if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
         return None
     return "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+
+
+def missing_gui_packages() -> list[str]:
+    """The GUI packages this Python cannot import (a plain ``pip install .``)."""
+    missing = []
+    for name in GUI_PACKAGES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # blocked, or a broken half-install
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def configure_kivy(*, hidden: bool = False) -> None:

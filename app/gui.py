@@ -24,8 +24,11 @@ from kivymd.uix.tab import MDTabsItem
 
 from app import widgets  # noqa: F401  (registers Reveal for the kv files)
 from app.attach import Background
+from app.calm import calm_down, flatten
+from app.frames import FramePacer
+from app.memory import trim
 from app.screens import SCREENS, StatusScreen, TabScreen
-from app.tray import PystrayTray, Tray, TrayCommands, TrayState, tray_state
+from app.tray import Tray, TrayCommands, TrayState, default_tray, tray_state
 from app.viewmodels.link import TITLE, LinkView, render_link, window_title
 from workerlib import __version__
 from workerlib.control.handle import WorkerHandle
@@ -40,12 +43,17 @@ __all__ = ["TITLE", "Background", "StudioWorkerApp"]
 
 log = logging.getLogger("workerlib.ui")
 
-REFRESH_SECS = 0.25
-"""Core events are coalesced into at most one UI refresh per this many seconds."""
+REFRESH_SECS = 0.5
+"""Core events are coalesced into at most one UI refresh (one repaint) per this many
+seconds: during a burst of short jobs each repaint holds the shared loop."""
 TICK_SECS = 1.0
 """Elapsed times, a stale heartbeat (the red tray icon) and raise requests."""
-TRAY_WAIT_SECS = 5.0
-"""A window started hidden comes back (minimised) if the tray is not up by then."""
+TRAY_WAIT_SECS = 20.0
+"""A window started hidden comes back (minimised) if the tray is not up by then. Where
+no tray host exists the tray says so at once; this is for a host that never answers."""
+TRAY_MIN_SECS = 0.1
+"""The tray icon follows status changes at once, at most this often (it draws nothing
+in the window, and a short red spell must not be coalesced away)."""
 EVENT_KINDS = frozenset({"status", "job", "finished", "log", "config"})
 WindowState = Literal["shown", "hidden", "minimised"]
 TrayFactory = Callable[[TrayCommands], Tray]
@@ -91,7 +99,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self.quit_reason: str | None = None
         self.notifications: JobNotifications | None = None
         """Set by the runner, which keeps them going until the worker has drained."""
-        self.tray = (tray_factory or PystrayTray)(TrayCommands(
+        self.tray = (tray_factory or default_tray)(TrayCommands(
             open_window=self._from_tray(self.bring_to_front),
             toggle_pause=self._from_tray(self.toggle_pause),
             quit=self._from_tray(lambda: self.request_quit("Quit in the tray menu")),
@@ -115,17 +123,23 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self._unsubscribe: Callable[[], None] | None = None
         self._ticker: ClockEvent | None = None
         self._trigger = Clock.create_trigger(self._refresh, REFRESH_SECS)
+        self.pacer: FramePacer | None = None
+        self._minimised_by_user = False
+        self.shell: AppShell | None = None
+        self._tray_updated = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
     def build(self) -> AppShell:
         self.theme_cls.theme_style = "Dark"
         self.theme_cls.primary_palette = "Teal"
+        calm_down(self.theme_cls)
         load_kv()
         root = AppShell()
+        flatten(root)
         self.tabs = {item.name: item for item in root.ids.tabs.get_tabs_list()}
-        for screen in root.ids.screens.screens:
-            self.screens[screen.name] = screen
-            screen.attach(self)
+        # Tabs are built on first visit (see screen()); Status is the first one shown.
+        self.shell = root
+        self.screen("status")
         self._unsubscribe = self.service.subscribe(self._on_event)
         self._ticker = Clock.schedule_interval(self._tick, TICK_SECS)
         return root
@@ -135,18 +149,26 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self._update_link()
         self._loop = asyncio.get_running_loop()
         Window.bind(on_request_close=self._on_request_close)
+        self.pacer = FramePacer(lambda fps: setattr(Clock, "_max_fps", fps), Clock.schedule_once)
+        Window.bind(on_motion=self.pacer.poke, on_key_down=self.pacer.poke,
+                    on_textinput=self.pacer.poke, on_minimize=self._on_minimize,
+                    on_restore=self._on_restore)
         self.switch_tab("status")
         self.tray.start()
         self._update_tray()
         if self.start_minimised:
             # Hidden at once (no flash); _wait_for_tray brings it back if the tray fails.
             Window.hide()
-            self.window_state = "hidden"
+            self._set_window_state("hidden")
         self._tray_wait_until = time.monotonic() + TRAY_WAIT_SECS
         self._tray_waiting = Clock.schedule_interval(self._wait_for_tray, 0.1)
 
     def on_stop(self) -> None:
         Window.unbind(on_request_close=self._on_request_close)
+        if self.pacer is not None:
+            Window.unbind(on_motion=self.pacer.poke, on_key_down=self.pacer.poke,
+                          on_textinput=self.pacer.poke, on_minimize=self._on_minimize,
+                          on_restore=self._on_restore)
         if self._tray_waiting is not None:
             self._tray_waiting.cancel()
             self._tray_waiting = None
@@ -195,7 +217,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
     def _hide(self) -> None:
         if self.tray.available:
             Window.hide()
-            self.window_state = "hidden"
+            self._set_window_state("hidden")
             if not self._told_hidden:
                 self._told_hidden = True
                 log.info("the window is hidden; the worker keeps running in the tray "
@@ -203,7 +225,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         else:
             # Without a tray icon a hidden window could only come back by launching again.
             Window.minimize()
-            self.window_state = "minimised"
+            self._set_window_state("minimised")
 
     def _wait_for_tray(self, _dt: float) -> bool:
         """A window hidden before the tray was up: bring it back if the tray fails."""
@@ -214,7 +236,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
             log.info("no tray icon: the window starts minimised instead of hidden")
             Window.show()
             Window.minimize()
-            self.window_state = "minimised"
+            self._set_window_state("minimised")
         self._tray_waiting = None
         return False
 
@@ -273,22 +295,61 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         """Select a tab as a click on it would."""
         self.tabs[name].dispatch("on_release")
 
+    def screen(self, name: str) -> TabScreen:
+        """The tab's screen, built now if this is its first visit (or it was released)."""
+        screen = self.screens.get(name)
+        if screen is None:
+            cls = next(c for c in SCREENS if c.tab_name() == name)
+            screen = cls()
+            self.screens[name] = screen
+            self._stale.discard(name)  # attach() renders the current state
+            screen.attach(self)
+            assert self.shell is not None, "screens are built from build() on"
+            flatten(screen)
+            self.shell.ids.screens.add_widget(screen)
+        return screen
+
     def on_tab_switch(self, item: TabItem) -> None:
         name = item.name
+        left = self.current_tab
         self.current_tab = name
+        screen = self.screen(name)
         manager = self.root.ids.screens
         if manager.current != name:
             manager.current = name
-        screen = self.screens[name]
-        if name in self._stale:
+        self._catch_up(name)
+        screen.refresh()
+        if left != name:
+            Clock.schedule_once(lambda _dt: self._release(left), 0)
+
+    def _catch_up(self, name: str) -> None:
+        """A tab that missed events while not shown renders them now."""
+        screen = self.screens.get(name)
+        if screen is not None and name in self._stale:
             self._stale.discard(name)
             screen.on_event(set(EVENT_KINDS))
-        screen.refresh()
+            screen.refresh()
+
+    def _release(self, name: str) -> None:
+        """Drop a heavy tab's widgets once left (it is built again on the next visit)."""
+        screen = self.screens.get(name)
+        if screen is None or name == self.current_tab or not screen.releasable():
+            return
+        del self.screens[name]
+        self._stale.discard(name)
+        screen.detach()
+        self.root.ids.screens.remove_widget(screen)
+        trim()
 
     # -- core events → coalesced refreshes --------------------------------------------------
     def _on_event(self, event: Event) -> None:
         self._pending.add(event.kind)
         self._trigger()
+        if event.kind == "status":
+            now = time.monotonic()
+            if now - self._tray_updated >= TRAY_MIN_SECS:
+                self._tray_updated = now
+                self._update_tray()
 
     def _refresh(self, _dt: float = 0.0) -> None:
         kinds, self._pending = self._pending, set()
@@ -298,8 +359,8 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         for name, screen in self.screens.items():
             if not kinds & screen.refresh_on:
                 continue
-            if name != self.current_tab:
-                # Hidden tabs catch up when shown; the log list is the costly one.
+            if name != self.current_tab or not self.visible:
+                # Tabs nobody sees catch up when shown: nothing is drawn for nobody.
                 self._stale.add(name)
                 continue
             screen.on_event(kinds)
@@ -307,7 +368,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
 
     def _tick(self, _dt: float) -> None:
         screen = self.screens.get(self.current_tab)
-        if screen is not None and screen.ticks:
+        if screen is not None and screen.ticks and self.visible:
             screen.refresh()
         self._update_tray()  # a heartbeat going stale changes nothing else
         if take_raise_request(self.service.paths.state_dir):
@@ -320,7 +381,35 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         Window.restore()
         Window.raise_window()
         Window.canvas.ask_update()  # an unmapped window lost its pixels
-        self.window_state = "shown"
+        self._set_window_state("shown")
+
+    # -- what is visible decides what is drawn ---------------------------------------------------
+    @property
+    def visible(self) -> bool:
+        """Someone can see the window: only then do the screens refresh and repaint."""
+        return self.window_state == "shown" and not self._minimised_by_user
+
+    def _set_window_state(self, state: WindowState) -> None:
+        self.window_state = state
+        if state == "shown":
+            self._minimised_by_user = False
+        self._visibility_changed()
+
+    def _on_minimize(self, *_args: Any) -> None:
+        self._minimised_by_user = True
+        self._visibility_changed()
+
+    def _on_restore(self, *_args: Any) -> None:
+        self._minimised_by_user = False
+        if self.window_state == "minimised":
+            self.window_state = "shown"
+        self._visibility_changed()
+
+    def _visibility_changed(self) -> None:
+        if self.pacer is not None:
+            self.pacer.set_visible(self.visible)
+        if self.visible:
+            self._catch_up(self.current_tab)
 
     # -- helpers for the screens ---------------------------------------------------------------
     def run_task(self, coro: Coroutine[Any, Any, Any],

@@ -7,11 +7,17 @@ fail in many ways on a machine without a desktop.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
+import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from PIL import Image, ImageDraw
@@ -205,6 +211,39 @@ def status_notifier_host() -> bool:
         return False
 
 
+def xembed_tray_host(display: str | None = None) -> bool:
+    """Whether an X11 system tray (the ``_NET_SYSTEM_TRAY_Sn`` selection) has an owner:
+    what pystray's gtk and xorg icons dock into."""
+    if not (display or os.environ.get("DISPLAY")):
+        return False
+    try:
+        xdisplay = importlib.import_module("Xlib.display").Display(display)
+    except Exception:  # no python-xlib, or the display cannot be opened
+        return False
+    try:
+        atom = xdisplay.intern_atom(f"_NET_SYSTEM_TRAY_S{xdisplay.get_default_screen()}")
+        owner = xdisplay.get_selection_owner(atom)
+        return getattr(owner, "id", owner) not in (0, None)
+    except Exception:
+        return False
+    finally:
+        xdisplay.close()
+
+
+def missing_tray_host(platform: str, has_sni_host: Callable[[], bool],
+                      has_xembed_host: Callable[[], bool]) -> str | None:
+    """Why no tray icon can be shown here, or None. On Linux an icon needs a host: a
+    StatusNotifier watcher (KDE, GNOME's AppIndicator extension, waybar) or an XEmbed
+    system tray (XFCE, MATE, trayer); stock GNOME has neither. Windows' notification
+    area and macOS's menu bar are always there."""
+    if not platform.startswith("linux"):
+        return None
+    if has_sni_host() or has_xembed_host():
+        return None
+    return ("this desktop has no tray host (no StatusNotifier watcher on the session bus, "
+            "no X11 system tray)")
+
+
 def pick_backend(default: str, forced: str | None, has_sni_host: Callable[[], bool]) -> str:
     """pystray picks appindicator whenever its library is installed. Without a
     StatusNotifier host that falls back to an XEmbed icon without tooltip or left
@@ -214,10 +253,10 @@ def pick_backend(default: str, forced: str | None, has_sni_host: Callable[[], bo
     return "appindicator" if has_sni_host() else "gtk"
 
 
-def _icon_class(pystray: Any) -> type:
+def _icon_class(pystray: Any, has_sni_host: Callable[[], bool]) -> type:
     """pystray's Icon for this platform, with the fixes this app relies on."""
     default = pystray.Icon.__module__.rsplit("._", 1)[-1]
-    backend = pick_backend(default, os.environ.get("PYSTRAY_BACKEND"), status_notifier_host)
+    backend = pick_backend(default, os.environ.get("PYSTRAY_BACKEND"), has_sni_host)
     base = pystray.Icon if backend == default else \
         importlib.import_module(f"pystray._{backend}").Icon
     namespace: dict[str, Any] = {}
@@ -266,13 +305,43 @@ def _icon_class(pystray: Any) -> type:
     return type("StudioWorkerTrayIcon", (base,), namespace)
 
 
-class PystrayTray:
+class _Startup:
+    """Whether an icon came up, shared by the in-process icon and the helper's."""
+
+    def __init__(self) -> None:
+        self.backend = ""
+        self._ready = threading.Event()
+        self._failed = threading.Event()
+        self._stopping = False
+
+    @property
+    def available(self) -> bool:
+        """The icon is up (closing the window may hide it)."""
+        return self._ready.is_set() and not self._failed.is_set()
+
+    @property
+    def failed(self) -> bool:
+        return self._failed.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until the icon is up or has failed; True when it is up."""
+        self._ready.wait(timeout)
+        return self.available
+
+    def _give_up(self, reason: str) -> None:
+        """The icon will not come up: one warning, and the window minimises instead."""
+        log.warning("no tray icon (%s); closing the window will minimise it instead", reason)
+        self._failed.set()
+        self._ready.set()
+
+
+class PystrayTray(_Startup):
     """A pystray icon on its own daemon thread. Best effort: if it cannot start, one
     warning is logged and ``failed`` turns true; the window keeps working without it."""
 
     def __init__(self, commands: TrayCommands) -> None:
+        super().__init__()
         self.commands = commands
-        self.backend = ""
         self._lock = threading.Lock()
         """Guards the states; menu callbacks on the tray's thread read them too."""
         self._apply_lock = threading.Lock()
@@ -280,28 +349,12 @@ class PystrayTray:
         self._state: TrayState | None = None
         self._shown: TrayState | None = None
         self._icon: Any = None
-        self._ready = threading.Event()
-        self._failed = threading.Event()
-        self._stopping = False
         self._thread: threading.Thread | None = None
         self._images: dict[Variant, Image.Image] = {}
-
-    @property
-    def available(self) -> bool:
-        return self._ready.is_set() and not self._failed.is_set()
-
-    @property
-    def failed(self) -> bool:
-        return self._failed.is_set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tray", daemon=True)
         self._thread.start()
-
-    def wait(self, timeout: float) -> bool:
-        """Wait until the icon is up or has failed; True when it is up."""
-        self._ready.wait(timeout)
-        return self.available
 
     def show(self, state: TrayState) -> None:
         with self._lock:
@@ -323,9 +376,16 @@ class PystrayTray:
     # -- the tray's thread ----------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            import pystray
+            has_sni = status_notifier_host()
+            if not os.environ.get("PYSTRAY_BACKEND"):
+                # Without a host pystray still "starts" an icon nobody can see or click.
+                absent = missing_tray_host(sys.platform, lambda: has_sni, xembed_tray_host)
+                if absent is not None:
+                    self._fail(RuntimeError(absent))
+                    return
+            import pystray  # only now: importing it loads GTK (~30 MB)
 
-            cls = _icon_class(pystray)
+            cls = _icon_class(pystray, lambda: has_sni)
             self.backend = cls.BACKEND  # type: ignore[attr-defined]
             state = self._state or TrayState("idle", TITLE, False)
             menu = pystray.Menu(
@@ -349,10 +409,7 @@ class PystrayTray:
                 self._failed.set()
 
     def _fail(self, exc: BaseException) -> None:
-        log.warning("no tray icon (%s: %s); closing the window will minimise it instead",
-                    type(exc).__name__, exc)
-        self._failed.set()
-        self._ready.set()
+        self._give_up(str(exc) if type(exc) is RuntimeError else f"{type(exc).__name__}: {exc}")
 
     def _on_ready(self, icon: Any) -> None:
         try:
@@ -411,3 +468,140 @@ class PystrayTray:
     def _on_stop_worker(self, _icon: Any, _item: Any) -> None:
         if self.commands.stop_worker is not None:
             self.commands.stop_worker()
+
+# -- the icon in a helper process (Linux) -------------------------------------------------------
+STOP_WORKER_FLAG = "--with-stop-worker"
+"""Tells the helper to offer the Stop background worker item (an attached window)."""
+
+
+def helper_command(stop_worker: bool = False) -> list[str]:
+    """How to start app/tray_helper.py: the bundle runs itself with --tray-helper."""
+    flags = [STOP_WORKER_FLAG] if stop_worker else []
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--tray-helper", *flags]
+    return [sys.executable, "-m", "app.tray_helper", *flags]
+
+
+class HelperTray(_Startup):
+    """The same icon and menu as ``PystrayTray``, run by app/tray_helper.py in its own
+    process so that GTK never loads into the window's process (about 30 MB)."""
+
+    STOP_WAIT_SECS = 5.0
+
+    def __init__(self, commands: TrayCommands,
+                 command: Callable[[bool], list[str]] = helper_command) -> None:
+        super().__init__()
+        self.commands = commands
+        self._command = command
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._shown: TrayState | None = None
+        self._pending: TrayState | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        # The helper imports this package the way this process did.
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            self._proc = subprocess.Popen(
+                self._command(self.commands.stop_worker is not None), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True,
+                env=env, bufsize=1)
+        except OSError as exc:
+            self._give_up(f"the tray helper could not start: {exc}")
+            return
+        threading.Thread(target=self._read, name="tray-helper", daemon=True).start()
+
+    def show(self, state: TrayState) -> None:
+        with self._lock:
+            self._pending = state
+        if self._ready.is_set():
+            self._flush()
+
+    def stop(self) -> None:
+        self._stopping = True
+        proc = self._proc
+        if proc is None:
+            return
+        self._send({"stop": True})
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        # Not on the caller's thread: quitting must not wait for GTK to let go.
+        threading.Thread(target=self._reap, args=(proc,), name="tray-helper-reap",
+                         daemon=True).start()
+
+    def _reap(self, proc: subprocess.Popen[str]) -> None:
+        try:
+            proc.wait(self.STOP_WAIT_SECS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    # -- the reader thread ------------------------------------------------------------------
+    def _read(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                self._handle(message)
+        if not self._ready.is_set():
+            self._give_up("the tray helper exited")
+        elif not self._stopping and not self._failed.is_set():
+            log.warning("the tray icon stopped: its helper exited")
+            self._failed.set()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if "log" in message and isinstance(message["log"], dict):
+            level = {"warn": logging.WARNING, "error": logging.ERROR}.get(
+                str(message["log"].get("level")), logging.INFO)
+            log.log(level, "%s", str(message["log"].get("message", ""))[:2000])
+        elif "ready" in message:
+            self.backend = str(message["ready"])
+            self._ready.set()
+            self._flush()
+        elif "failed" in message:
+            self._failed.set()
+            self._ready.set()
+        elif message.get("command") == "open":
+            self.commands.open_window()
+        elif message.get("command") == "pause":
+            self.commands.toggle_pause()
+        elif message.get("command") == "quit":
+            self.commands.quit()
+        elif message.get("command") == "snooze":
+            self.commands.snooze(str(message.get("choice", "")))
+        elif message.get("command") == "stop_worker" and self.commands.stop_worker is not None:
+            self.commands.stop_worker()
+
+    def _flush(self) -> None:
+        with self._lock:
+            state = self._pending
+            if state is None or state == self._shown:
+                return
+            self._shown = state
+        self._send({"show": {"variant": state.variant, "tooltip": state.tooltip,
+                             "paused": state.paused}})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        try:
+            with self._lock:
+                proc.stdin.write(json.dumps(message) + "\n")
+                proc.stdin.flush()
+        except (OSError, ValueError):  # the helper is gone: the reader says so
+            pass
+
+
+def default_tray(commands: TrayCommands) -> Tray:
+    """On Linux the icon lives in a helper process (GTK stays out of this one)."""
+    if sys.platform.startswith("linux"):
+        return HelperTray(commands)
+    return PystrayTray(commands)

@@ -151,7 +151,7 @@ class StudioClient:
                                           "redirects")
                 try:
                     body = await read_capped(resp, ERROR_BODY_BYTES, partial=True)
-                except (ReplyTooLarge, CutOff):
+                except (ReplyTooLarge, CutOff, aiohttp.ClientPayloadError):
                     body = b""
                 text = body.decode("utf-8", "replace").strip()
                 if len(text) > ERROR_BODY_CHARS:

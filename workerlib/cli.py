@@ -196,10 +196,34 @@ def _load(paths: Paths) -> Config:
     return store.load()
 
 
+def bootstrap_token_from(arg: str | None, paths: Paths) -> str | None:
+    """``--bootstrap-token``: the value, ``-`` for one line from stdin (keeps it out of
+    the process list), or — when neither it nor the config has one and stdin is a
+    terminal — a prompt that does not echo."""
+    if arg == "-":
+        return sys.stdin.readline().strip() or None
+    if arg is not None:
+        return arg
+    if sys.stdin is not None and sys.stdin.isatty():
+        try:
+            configured = _load(paths).bootstrap_token
+        except ConfigError:
+            configured = ""
+        if not configured:
+            import getpass
+
+            return getpass.getpass("bootstrap token from the studio (Enter: ask the studio "
+                                   "for approval instead): ").strip() or None
+    return None
+
+
 def cmd_register(paths: Paths, token: str | None, url: str | None, *, reset: bool = False,
                  poll_secs: float = POLL_SECS) -> int:
     """With a bootstrap token: v1 ``register``. Without: ask the studio for approval (v2)
     and wait for an operator's decision. ``reset`` forgets the registration first."""
+    if not reset:
+        token = bootstrap_token_from(token, paths)
+
     async def go() -> int:
         service = WorkerService(paths, file_logging=True)
         try:
@@ -555,7 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="started by the login entry (hidden in the tray when "
                          "start_minimised is on)")
     reg = sub.add_parser("register", help="register this worker with the studio")
-    reg.add_argument("--bootstrap-token", metavar="T", help="one-time token from the studio")
+    reg.add_argument("--bootstrap-token", metavar="T",
+                     help="one-time token from the studio; - reads it from stdin (it stays out "
+                          "of the process list); left out on a terminal, you are asked for it")
     reg.add_argument("--api-base-url", metavar="U", help="the studio's address")
     reg.add_argument("--reset", action="store_true",
                      help="forget this worker's registration (a rejected request included) "
@@ -575,7 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="the jobs this PC did (24 hours, 7 days)")
     stats.add_argument("--json", action="store_true", help="print JSON")
     thr = sub.add_parser("set-threshold", help="largest job to accept, in GiB of VRAM")
-    thr.add_argument("gb", type=float, metavar="GIB")
+    thr.add_argument("gb", type=float, metavar="GIB",
+                     help="jobs estimated above this many GiB of VRAM are left to others "
+                          "(e.g. 12)")
     cfg = sub.add_parser("config", help="print the config file's path and settings")
     cfg.add_argument("--show-secrets", action="store_true", help="print tokens unmasked")
     chk = sub.add_parser("check-update", help="check the release feed for a newer version")

@@ -9,6 +9,8 @@ running worker never tear the file.
 from __future__ import annotations
 
 import contextlib
+import glob
+import json
 import math
 import os
 import re
@@ -26,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,12 +43,16 @@ from workerlib.engines.settings import (
     SyntheticSettings,
 )
 from workerlib.errors import ConfigError
+from workerlib.files import FileTooLarge, read_bounded
 from workerlib.policy.schedule import validate_schedule
 from workerlib.urls import is_loopback_url
+from workerlib.wire import check_token
 
 SECRET_KEYS: frozenset[str] = frozenset(
     {"auth_token", "bootstrap_token", "install_id", "registration_secret"}
 )
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file is a few KB; a larger one is refused unread."""
 GROUPS: tuple[str, ...] = (
     "Connection",
     "Worker",
@@ -225,8 +232,8 @@ class Config(BaseModel):
         "", "Folder holding local model files (engines that load models).", "Models"
     )
     model_map: dict[str, str] = _field(
-        {}, "Studio model id → local model name (checkpoint file, folder or backend name).",
-        "Models",
+        {}, "Maps studio model ids to local model names (checkpoint file, folder or "
+        "backend name).", "Models",
     )
     notify_on_completion: bool = _field(
         False, "Show a desktop notification when a job completes.", "Notifications"
@@ -270,6 +277,12 @@ class Config(BaseModel):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @field_validator("auth_token", "bootstrap_token")
+    @classmethod
+    def _token(cls, value: str, info: ValidationInfo) -> str:
+        # A token goes into an HTTP header: a pasted CR or a space would stop every call.
+        return check_token(value, str(info.field_name)) if value else value
 
     @field_validator("engines", "supported_models_override")
     @classmethod
@@ -482,7 +495,9 @@ class ConfigStore:
     # -- reading ---------------------------------------------------------------
     def _read_text(self) -> str:
         try:
-            raw = self.path.read_bytes()
+            raw = read_bounded(self.path, MAX_CONFIG_BYTES)
+        except FileTooLarge as exc:
+            raise ConfigError(self.path, str(exc)) from None
         except OSError as exc:
             raise ConfigError(self.path, f"cannot be read ({exc.strerror or exc})") from None
         try:
@@ -553,6 +568,7 @@ class ConfigStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._lock:
+                self._clean_stale_temp_files()
                 yield
         except Timeout:
             raise ConfigError(self.path, "is locked by another process; try again") from None
@@ -634,8 +650,26 @@ class ConfigStore:
                 changes[name] = new
         return self.update(changes)
 
+    def _target(self) -> Path:
+        """The file to replace: a symlinked config stays a symlink, its target is written."""
+        return Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
+
+    def _clean_stale_temp_files(self) -> None:
+        """Temp files of a writer killed mid-save. Every writer holds the lock while its
+        temp file exists, so under the lock any that is left is stale."""
+        target = self._target()
+        with contextlib.suppress(OSError):
+            for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
     def _write(self, doc: tomlkit.TOMLDocument) -> None:
-        write_atomic(self.path, tomlkit.dumps(doc).encode("utf-8"))
+        try:
+            # A symlinked config stays a symlink: its target is what gets replaced.
+            write_atomic(self._target(), tomlkit.dumps(doc).encode("utf-8"))
+        except OSError as exc:
+            raise ConfigError(self.path, f"could not be saved ({exc.strerror or exc}); "
+                              "the file is unchanged") from None
 
     def ensure_private(self) -> bool:
         """Make the file owner-only on POSIX. Returns True when it had to be fixed."""
@@ -665,7 +699,9 @@ def reference_markdown() -> str:
             elif isinstance(default, str):
                 shown = f'`"{default}"`' if default else '`""`'
             elif isinstance(default, list):
-                shown = "`[]`"
+                shown = f"`{json.dumps(default)}`"  # a TOML array of strings reads the same
+            elif isinstance(default, dict) and not default:
+                shown = "`{}`"
             else:
                 shown = f"`{default}`"
             if shown in ("true", "false"):

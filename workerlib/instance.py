@@ -36,7 +36,11 @@ class InstanceLock:
             return False
         info = {"pid": os.getpid(), "mode": self.mode, "started_at": time.time()}
         tmp = self.info_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info), encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info))
         os.replace(tmp, self.info_file)
         return True
 
@@ -70,7 +74,7 @@ def describe_holder(holder: dict[str, Any] | None, config_file: Path) -> str:
         how = (f"stop it with `kill {pid}`, or `systemctl --user stop minis-studio-worker` "
                "if it runs as a service")
         return (f"a headless studio-worker (pid {pid}) is already running with {config_file}; "
-                f"{how}, then start the window again")
+                f"{how}, then try again")
     return f"studio-worker (pid {pid}) is already running with {config_file}"
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import math
+import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -290,9 +292,33 @@ class WorkerLogHandler(logging.Handler):
 FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file readable by its owner only (it names jobs, hosts, paths)."""
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)  # also a file an older version left group-readable
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # A full disk: one line on stderr, not a traceback per record.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            if not self._reported:
+                self._reported = True
+                sys.stderr.write(f"studio-worker: cannot write the log file {self.baseFilename} "
+                                 f"({error.strerror or error}); lines are lost until it can "
+                                 "be written again\n")
+            return
+        super().handleError(record)
+
+    _reported = False
+
+
 def make_file_handler(log_file: Path) -> logging.Handler:
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
+    handler = PrivateRotatingFileHandler(
         log_file, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
     )
     handler.setFormatter(logging.Formatter(FILE_FORMAT))

@@ -204,6 +204,11 @@ class WorkerService:
         self._opened = True
         if created:
             log_config.info("created %s with default settings", self.paths.config_file)
+        if self._vram_probe is None:
+            from workerlib.vram import env_override_problem
+
+            if (problem := env_override_problem()) is not None:
+                log_config.warning("%s", problem)
         if self.store.ensure_private():
             log_config.warning("%s was readable by other users; made it owner-only",
                                self.paths.config_file)
@@ -211,14 +216,16 @@ class WorkerService:
         self._client = StudioClient(self._session, config.api_base_url)
         self._engine = self._build_engine(config)
         await self._engine.start()
-        log.info("studio-worker %s (engine %s, %.1f GiB VRAM detected) for %s, protocol %s",
-                 __version__, self._engine.name, vram, config.api_base_url, config.protocol)
+        log.info("studio-worker %s (engine %s, %.1f GiB VRAM %s) for %s, protocol %s",
+                 __version__, self._engine.name, vram, self.state.vram_source,
+                 config.api_base_url, config.protocol)
 
     def _detect_vram(self) -> float:
         if self._vram_probe is not None:
             return self._vram_probe()
-        from workerlib.vram import detect_vram_gb
+        from workerlib.vram import detect_vram_gb, vram_source
 
+        self.state.vram_source = vram_source()
         return detect_vram_gb()
 
     async def start(self, *, until_idle: bool = False) -> WorkerLoops:
@@ -504,6 +511,7 @@ class WorkerService:
             user_presence=self.policy.user_presence(),
             approval=state.approval,
             protocol=state.protocol,
+            vram_source=state.vram_source,
         )
 
     def recent_jobs(self) -> list[FinishedJob]:

@@ -147,6 +147,21 @@ def _env_override() -> float | None:
     return round(value, 1)
 
 
+def env_override_problem() -> str | None:
+    """Why ``STUDIO_WORKER_VRAM_GB`` is set but not used, or None."""
+    raw = os.environ.get(ENV_OVERRIDE, "").strip()
+    if raw and _env_override() is None:
+        shown = raw if len(raw) <= 40 else raw[:39] + "…"
+        return (f"{ENV_OVERRIDE}={shown!r} is not a number of GiB (0 or more): ignored, "
+                "the GPU is detected instead")
+    return None
+
+
+def vram_source() -> str:
+    """How ``detect_vram_gb`` got its answer, for people: "detected" or "set by ..."."""
+    return f"set by {ENV_OVERRIDE}" if _env_override() is not None else "detected"
+
+
 def _run_probes(probes: tuple[Probe, ...]) -> float:
     for probe in probes:
         try:

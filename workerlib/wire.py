@@ -49,8 +49,7 @@ def check_id(value: str, what: str = "id") -> str:
     """
     if not value:
         raise ValueError(f"{what} is empty")
-    if len(value) > MAX_ID_CHARS:
-        raise ValueError(f"{what} is {len(value)} characters long (at most {MAX_ID_CHARS})")
+    _check_length(value, what, MAX_ID_CHARS)
     bad = next((ch for ch in value if ch not in _ID_CHARS), None)
     if bad is not None:
         raise ValueError(f"{what} holds the character {bad!r} (allowed: visible ASCII "
@@ -60,8 +59,7 @@ def check_id(value: str, what: str = "id") -> str:
 
 def check_token(value: str, what: str = "token") -> str:
     """A bearer token: visible ASCII only (it goes into an HTTP header as is)."""
-    if len(value) > MAX_TOKEN_CHARS:
-        raise ValueError(f"{what} is {len(value)} characters long (at most {MAX_TOKEN_CHARS})")
+    _check_length(value, what, MAX_TOKEN_CHARS)
     for index, ch in enumerate(value):
         if not 0x21 <= ord(ch) <= 0x7E:
             kind = "a space" if ch == " " else "a control character" if ord(ch) < 0x20 or \
@@ -72,17 +70,20 @@ def check_token(value: str, what: str = "token") -> str:
 
 
 def check_name(value: str, what: str = "name") -> str:
-    if len(value) > MAX_NAME_CHARS:
-        raise ValueError(f"{what} is {len(value)} characters long (at most {MAX_NAME_CHARS})")
+    _check_length(value, what, MAX_NAME_CHARS)
     if has_controls(value):
         raise ValueError(f"{what} holds control characters")
     return value
 
 
 def check_text(value: str, what: str = "text") -> str:
-    if len(value) > MAX_TEXT_CHARS:
-        raise ValueError(f"{what} is {len(value)} characters long (at most {MAX_TEXT_CHARS})")
+    _check_length(value, what, MAX_TEXT_CHARS)
     return value
+
+
+def _check_length(value: str, what: str, limit: int) -> None:
+    if len(value) > limit:
+        raise ValueError(f"{what} is {len(value)} characters long (at most {limit})")
 
 
 def check_ext(value: str) -> str:

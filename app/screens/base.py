@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from pathlib import PurePath
 from typing import Any, ClassVar, Protocol
 
 from kivy.properties import ObjectProperty
@@ -36,7 +37,11 @@ class TabScreen(MDScreen):  # type: ignore[misc]  # kivy ships no types
     refresh_on: ClassVar[frozenset[str]] = frozenset()
     """Event kinds (status, job, finished, log, config) that change this tab."""
     ticks: ClassVar[bool] = False
-    """Refresh once a second while shown (elapsed times, "5s ago")."""
+    """Refresh once a second while shown (a running job's elapsed time). Each change
+    repaints the whole window: show what changes rarely (a clock time, a coarse age)."""
+    keep_when_left: ClassVar[bool] = True
+    """False: the app drops this tab's widgets when another tab is chosen (unless
+    ``releasable()`` says no) and builds it again on the next visit. For heavy tabs."""
 
     view: Any = ObjectProperty(None, rebind=True)
     """Subclasses give it a default ``*View()`` so kv rules evaluate before attach()."""
@@ -45,9 +50,22 @@ class TabScreen(MDScreen):  # type: ignore[misc]  # kivy ships no types
         self.controller: Controller | None = None
         super().__init__(**kwargs)
 
+    @classmethod
+    def tab_name(cls) -> str:
+        """The tab's name (its screen name and kv file's stem): ``status.kv`` -> status."""
+        return PurePath(cls.kv_file).stem
+
     def attach(self, controller: Controller) -> None:
         self.controller = controller
         self.refresh()
+
+    def releasable(self) -> bool:
+        """Whether the app may drop this screen now that it is not shown."""
+        return not self.keep_when_left
+
+    def detach(self) -> None:
+        """The app dropped this screen; it is not used again."""
+        self.controller = None
 
     @property
     def vm(self) -> ViewModel:

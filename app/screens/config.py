@@ -38,6 +38,8 @@ class ConfigGroupHeader(MDBoxLayout):  # type: ignore[misc]  # kivy ships no typ
 class ConfigScreen(TabScreen):
     kv_file = "config.kv"
     refresh_on: ClassVar[frozenset[str]] = frozenset({"config", "status"})
+    keep_when_left = False
+    """About 390 widgets: built on each visit, dropped when left with nothing unsaved."""
 
     view: Any = ObjectProperty(ConfigView(), rebind=True)
 
@@ -54,6 +56,14 @@ class ConfigScreen(TabScreen):
     @property
     def vm(self) -> ConfigViewModel:
         return self._vm
+
+    def releasable(self) -> bool:
+        return not self.vm.dirty and not self.vm.restarting
+
+    def detach(self) -> None:
+        self.rows.clear()
+        self.headers.clear()
+        super().detach()
 
     def _build_rows(self, view: ConfigView) -> None:
         container = self.ids.fields

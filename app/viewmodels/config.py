@@ -51,10 +51,22 @@ class ConfigView:
     path: str = ""
 
 
+TABLE_NAMES = {"a1111": "A1111", "comfyui": "ComfyUI", "gradio": "Gradio",
+               "diffusers": "Diffusers", "synthetic": "Synthetic"}
+"""How a settings table (``comfyui.url``) is named in front of its fields."""
+WORDS = {"api": "API", "url": "URL", "vram": "VRAM", "cfg": "CFG", "http": "HTTP",
+         "secs": "(seconds)", "gb": "(GiB)", "dtype": "data type"}
+
+
 def label_for(name: str) -> str:
-    words = name.replace("_secs", " (seconds)").replace("_gb", " (GiB)").replace("_", " ")
-    words = words.replace("api ", "API ").replace("vram", "VRAM").replace(" url", " URL")
-    return words[:1].upper() + words[1:]
+    """``comfyui.url`` -> "ComfyUI URL", ``heartbeat_interval_secs`` -> "Heartbeat
+    interval (seconds)"."""
+    table, _, field = name.rpartition(".")
+    words = [WORDS.get(word, word) for word in field.split("_")]
+    if table:
+        words.insert(0, TABLE_NAMES.get(table, table.capitalize()))
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
 
 
 def annotation_of(name: str) -> Any:

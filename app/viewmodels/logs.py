@@ -13,6 +13,8 @@ WINDOW = 500
 """Lines the tab shows at most: the newest ones (the ring holds 1000)."""
 LEVELS: tuple[str, ...] = ("all", "info", "warn", "error")
 LEVEL_LABELS = {"info": "INFO", "warn": "WARN", "error": "ERROR"}
+SEVERITY = {"info": 1, "warn": 2, "error": 3}
+"""A level filter shows that level and the more severe ones."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class LogsViewModel:
         self.auto_scroll = not self.auto_scroll
 
     def matches(self, line: LogLine) -> bool:
-        if self.level != "all" and line.level != self.level:
+        if self.level != "all" and SEVERITY.get(line.level, 1) < SEVERITY[self.level]:
             return False
         needle = self.search.strip().casefold()
         if not needle:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app.viewmodels.errors import describe_error
 from app.viewmodels.tones import BADGE_TONES, Tone
 from workerlib.control.handle import WorkerHandle
-from workerlib.format import ago, duration
+from workerlib.format import duration
 from workerlib.runtime.state import Connection, StatusSnapshot
 
 
@@ -67,6 +67,24 @@ def protocol_text(snapshot: StatusSnapshot) -> str:
     return snapshot.protocol.describe()
 
 
+def coarse_ago(timestamp: float, now: float) -> str:
+    """An age that changes at most once a minute: each change repaints the window, and
+    a heartbeat every few seconds would otherwise repaint it every second."""
+    minutes = int(max(0.0, now - timestamp) // 60)
+    if minutes < 1:
+        return "under a minute ago"
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    return f"{hours} h ago" if hours < 48 else f"{hours // 24} days ago"
+
+
+def heartbeat_error(error: str | None) -> str:
+    """The studio client's message without its own "heartbeat failed: " prefix."""
+    text = error or "unknown error"
+    return text.removeprefix("heartbeat failed: ")
+
+
 def heartbeat_text(snapshot: StatusSnapshot, *, running: bool, now: float) -> tuple[str, Tone]:
     beat = snapshot.last_heartbeat
     if beat is None:
@@ -76,12 +94,13 @@ def heartbeat_text(snapshot: StatusSnapshot, *, running: bool, now: float) -> tu
             return "none (not registered)", "muted"
         return "waiting for the first heartbeat", "muted"
     if beat.ok:
-        return ago(beat.at, now), "ok"
-    return f"failed {ago(beat.at, now)}: {beat.error or 'unknown error'}", "error"
+        return f"ok, {coarse_ago(beat.at, now)}", "ok"
+    return f"failed {coarse_ago(beat.at, now)}: {heartbeat_error(beat.error)}", "error"
 
 
 def vram_text(snapshot: StatusSnapshot) -> str:
-    detected = (f"{snapshot.vram_total_gb:g} GiB detected" if snapshot.vram_total_gb > 0
+    detected = (f"{snapshot.vram_total_gb:g} GiB {snapshot.vram_source}"
+                if snapshot.vram_total_gb > 0 or snapshot.vram_source != "detected"
                 else "no GPU memory detected")
     return f"{detected} · accepts jobs up to {snapshot.vram_threshold_gb:g} GiB"
 

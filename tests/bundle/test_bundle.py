@@ -1,6 +1,7 @@
 """The built bundle, run for real: --version, the headless demo, the headless worker
-(which must never load Kivy or SDL), the window offscreen, the release tarball's
-installer, and a self-update of the frozen executable."""
+(which must never load Kivy or SDL), the window offscreen, the tray menu and a desktop
+notification on a small X desktop, the release tarball's installer, and a self-update
+of the frozen executable."""
 
 from __future__ import annotations
 
@@ -245,3 +246,66 @@ async def test_frozen_bundle_updates_and_restarts_itself(bundle: Path, feed: str
     previous = exe.parent.with_name("studio-worker.old") if onedir else exe.with_name(
         "StudioWorker.old")
     assert (previous / "_internal").is_dir() if onedir else previous.is_file()
+
+
+# -- the desktop: the tray menu and a notification, from the bundle ------------------------------
+async def test_the_bundle_has_a_tray_menu_and_sends_notifications(
+    bundle: Path, studio: Any, tmp_path: Path
+) -> None:
+    """On a small X desktop (Xvfb, a session bus, trayer as the tray host) the bundle's
+    tray icon has the real gtk menu (Pause, Open Window, Quit clicked with xdotool) and
+    a finished job reaches org.freedesktop.Notifications over D-Bus: what a bundle built
+    without PyGObject or dbus-python silently loses."""
+    from tests.gui import xdesktop
+
+    reason = xdesktop.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    pytest.importorskip("dbus_fast", reason="the fake notification service needs dbus-fast")
+    from app.tray import COLOURS
+    from tests.gui.dbus_session import FakeNotificationService
+    from tests.gui.test_app_desktop import ITEMS, OPEN, PAUSE, QUIT, launched
+
+    desk = xdesktop.XDesktop(tmp_path / "desktop")
+    notifications = FakeNotificationService(desk.bus.address)
+    try:
+        notifications.start()
+        config = write_config(tmp_path / "config.toml", studio.url, notify_on_completion=True)
+        env = {k: v for k, v in os.environ.items() if k not in (
+            "DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER", "PYSTRAY_BACKEND",
+            "DBUS_SESSION_BUS_ADDRESS")}
+        env.update(desk.env(), KIVY_HOME=str(tmp_path / "kivy"))
+        log = tmp_path / "bundle.log"
+        argv = [str(bundle), "--config", str(config), "ui", "--minimised"]
+        async with launched(argv, env, log) as proc:
+            await desk.drawn_icon(list(COLOURS.values()), 60)
+            await desk.wait(lambda: "tray icon ready (gtk)" in log.read_text(), 10,
+                            "the gtk tray icon")
+            await studio.wait_for(lambda: len(studio.workers) == 1, timeout=30)
+            # Pause claiming from the menu: the setting is saved.
+            await desk.choose(PAUSE, ITEMS)
+            await desk.wait(lambda: ConfigStore(config).load().auto_enabled is False, 10,
+                            "the pause")
+            await desk.choose(PAUSE, ITEMS)
+            await desk.wait(lambda: ConfigStore(config).load().auto_enabled is True, 10,
+                            "the resume")
+            # A finished job: a desktop notification over D-Bus.
+            job = studio.enqueue(model="synthetic", prompt="a lighthouse")
+            await studio.wait_for(lambda: studio.jobs[job].status == "completed", timeout=30)
+            await desk.wait(lambda: notifications.calls, 15, "the notification")
+            call = notifications.calls[0]
+            assert (call.app_name, call.summary) == ("Studio Worker", "Job completed")
+            # Open Window shows it; Quit ends the program.
+            window = await desk.wait(lambda: desk.window_named("Studio Worker"), 10,
+                                     "the window")
+            await desk.choose(OPEN, ITEMS)
+            await desk.wait(lambda: desk.viewable(window), 10, "the window to open")
+            await desk.choose(QUIT, ITEMS)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        notifications.close()
+        desk.close()
+    text = log.read_text()
+    for bad in ("Traceback", "Failed to dock", "No usable implementation",
+                "could not show a desktop notification"):
+        assert bad not in text, text[-5000:]

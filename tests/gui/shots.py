@@ -155,7 +155,10 @@ async def scenario(out: Path, mode: str) -> dict[str, Any]:
             return job is not None and (job.progress or 0) >= 0.6
 
         await pilot.wait_for(video_on_screen, 20, "the video job")
-        studio.inject_fault("heartbeat", status=503, count=1, body="studio restarting")
+        # A careless proxy's error page quotes the request, token and all: the window
+        # (logs tab, status) must show it redacted; the report's "leaks" checks that.
+        studio.inject_fault("heartbeat", status=503, count=1, body="studio restarting; "
+                            f"Authorization: Bearer {service.config.auth_token}")
         await studio.wait_for(lambda: any(r.endpoint == "heartbeat" and r.status == 503
                                           for r in studio.requests), 10)
 

@@ -8,11 +8,12 @@ the tools are missing; scripts/_gui_setup.sh installs them, so CI runs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.skipif(not sys.platform.startswith("l
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = {"kind": "image", "prompt": "a stone golem", "width": 64, "height": 64}
-OPEN, PAUSE, QUIT = 0, 1, 2
-"""The tray menu: Open Window, Pause/Resume claiming, Quit."""
+OPEN, PAUSE, SNOOZE, QUIT = 0, 1, 2, 3
+ITEMS = 4
+"""The tray menu: Open Window, Pause/Resume claiming, Snooze (a submenu), Quit."""
 
 
 @pytest.fixture
@@ -43,6 +45,25 @@ def desktop(tmp_path: Path) -> Iterator[Any]:
         yield desk
     finally:
         desk.close()
+
+
+@contextlib.asynccontextmanager
+async def launched(argv: list[str], env: dict[str, str],
+                   log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Start a program with its stderr in ``log``; should the block fail, kill the
+    program and show the end of its log."""
+    with log.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=err)
+    try:
+        yield process
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        print(log.read_text()[-5000:])
+        raise
 
 
 def ui_command(config: Path, *args: str) -> list[str]:
@@ -119,7 +140,7 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
                     "a green icon")
 
     # Pause claiming: the studio sees no more claims.
-    menu, centres = await desk.menu(3)
+    menu, centres = await desk.menu(ITEMS)
     save_shot(desk, menu, tray)
     await desk.click(*centres[PAUSE])
     await desk.wait(lambda: ConfigStore(config).load().auto_enabled is False, 5, "the pause")
@@ -128,12 +149,12 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
     await asyncio.sleep(1.0)
     assert claims(studio) == before
     # The same item now resumes.
-    await desk.choose(PAUSE)
+    await desk.choose(PAUSE, ITEMS)
     await studio.wait_for(lambda: claims(studio) >= before + 2, timeout=5)
     assert ConfigStore(config).load().auto_enabled is True
 
     # Open Window shows the window, drawn.
-    await desk.choose(OPEN)
+    await desk.choose(OPEN, ITEMS)
     await desk.wait(lambda: desk.viewable(window), 5, "the window to open")
     await desk.wait(lambda: len(desk.grab(desk.box(window)).getcolors(1 << 16) or ()) > 50,
                     5, "the window's contents")
@@ -167,7 +188,7 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
     await desk.wait(lambda: colour_share(desk.grab(tray), colours["busy"]) > 0.2, 3,
                     "an amber icon")
     started = time.monotonic()
-    await desk.choose(QUIT)
+    await desk.choose(QUIT, ITEMS)
     assert await asyncio.wait_for(process.wait(), 10) == 0
     assert time.monotonic() - started < 5.0
     assert studio.jobs[job].status == "completed"
@@ -190,11 +211,7 @@ async def test_without_pygobject_a_left_click_on_the_xorg_icon_opens_the_window(
     })
     env = {**ui_env(tmp_path, desk), "PYSTRAY_BACKEND": "xorg"}
     log = tmp_path / "ui.log"
-    with log.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            *ui_command(config, "--minimised"), cwd=ROOT, env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err)
-    try:
+    async with launched(ui_command(config, "--minimised"), env, log) as process:
         from app.tray import COLOURS
 
         tray = await desk.drawn_icon(list(COLOURS.values()), 20)
@@ -205,9 +222,34 @@ async def test_without_pygobject_a_left_click_on_the_xorg_icon_opens_the_window(
         await desk.wait(lambda: desk.viewable(window), 5, "the window to open")
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 10) == 0
-    except BaseException:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        print(log.read_text()[-5000:])
-        raise
+
+
+async def test_without_a_tray_host_it_says_so_once_and_closing_minimises(
+    studio: Any, tmp_path: Path, desktop: Any
+) -> None:
+    """Stock GNOME: no StatusNotifier watcher, no XEmbed tray. The app must not claim a
+    tray icon, and closing the window must not hide it beyond reach."""
+    import signal
+
+    desk = desktop
+    desk.close_tray()
+    config = tmp_path / "config.toml"
+    ConfigStore(config).update({
+        "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP, "auto_update_enabled": False,
+        "heartbeat_interval_secs": 0.2, "claim_interval_secs": 0.2, "protocol": "v1",
+    })
+    log = tmp_path / "ui.log"
+    async with launched(ui_command(config), ui_env(tmp_path, desk), log) as process:
+        window = await desk.wait(lambda: desk.window_named("Studio Worker"), 30, "the window")
+        await desk.wait(lambda: "no tray icon" in log.read_text(), 20, "the tray verdict")
+        desk.send_close(window)
+        before = claims(studio)
+        await studio.wait_for(lambda: claims(studio) >= before + 2, timeout=10)
+        assert process.returncode is None and desk.viewable(window)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    text = log.read_text()
+    assert "tray icon ready" not in text and "Quit is in the tray menu" not in text
+    verdicts = [line for line in text.splitlines() if "no tray icon" in line]
+    assert len(verdicts) == 1 and "no tray host" in verdicts[0], verdicts
+    assert "minimise" in verdicts[0]

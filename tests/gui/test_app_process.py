@@ -109,12 +109,23 @@ async def test_without_a_display_the_worker_runs_headless(
     assert "[Kivy" not in err and "KivyMD" not in err
 
 
+def unused_display() -> str:
+    """A display number no X server here serves (no socket, no lock file): a fixed one
+    such as :93 may exist on the next machine."""
+    for number in range(1000 + os.getpid() % 1000, 3000):
+        if not Path(f"/tmp/.X11-unix/X{number}").exists() and \
+                not Path(f"/tmp/.X{number}-lock").exists():
+            return f":{number}"
+    raise AssertionError("no unused X display number")
+
+
 async def test_an_unreachable_display_falls_back_to_headless(
     studio: Any, tmp_path: Path
 ) -> None:
-    process, _config = await start_ui(tmp_path, studio, {"DISPLAY": ":93"})
+    display = unused_display()
+    process, _config = await start_ui(tmp_path, studio, {"DISPLAY": display})
     await first_worker(studio, process)
     code, err = await stop(process, signal.SIGTERM)
     assert code == 0, err[-3000:]
-    assert "studio-worker: the display :93 could not be opened; running the worker without " \
-           "a window" in err
+    assert f"studio-worker: the display {display} could not be opened; running the worker " \
+           "without a window" in err

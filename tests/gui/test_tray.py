@@ -22,6 +22,7 @@ from app.tray import (
     TrayCommands,
     draw_icon,
     icon_variant,
+    missing_tray_host,
     pause_label,
     pick_backend,
     tooltip,
@@ -113,6 +114,37 @@ def test_appindicator_only_with_a_status_notifier_host() -> None:
     assert pick_backend("appindicator", "appindicator", host(False)) == "appindicator"
     for other in ("gtk", "xorg", "win32", "darwin"):
         assert pick_backend(other, None, host(True)) == other
+
+
+def test_no_tray_host_is_detected_and_named() -> None:
+    def host(answer: bool) -> Any:
+        return lambda: answer
+
+    # Stock GNOME: neither a StatusNotifier watcher nor an XEmbed tray.
+    reason = missing_tray_host("linux", host(False), host(False))
+    assert reason is not None and "no tray host" in reason
+    assert missing_tray_host("linux", host(True), host(False)) is None  # KDE, AppIndicator
+    assert missing_tray_host("linux", host(False), host(True)) is None  # XFCE, trayer
+    assert missing_tray_host("win32", host(False), host(False)) is None
+    assert missing_tray_host("darwin", host(False), host(False)) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11")
+def test_the_xembed_tray_is_seen_only_where_one_runs(tmp_path: Any) -> None:
+    from app.tray import xembed_tray_host
+    from tests.gui import xdesktop
+
+    reason = xdesktop.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    desk = xdesktop.XDesktop(tmp_path / "desktop")  # Xvfb + trayer
+    try:
+        assert xembed_tray_host(desk.display)
+        desk.close_tray()
+        assert not xembed_tray_host(desk.display)
+    finally:
+        desk.close()
+    assert not xembed_tray_host(":65000")  # no such display: no tray either
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"),

@@ -17,7 +17,7 @@ from app.viewmodels.about import AboutViewModel
 from app.viewmodels.config import ConfigViewModel, label_for
 from app.viewmodels.jobs import JobsViewModel
 from app.viewmodels.logs import WINDOW, LogsViewModel
-from app.viewmodels.status import StatusViewModel
+from app.viewmodels.status import StatusViewModel, coarse_ago
 from tests.conftest import BOOTSTRAP, ServiceFactory
 from workerlib.config import GROUPS, ConfigStore, field_infos
 from workerlib.engines.synthetic import SyntheticEngine
@@ -83,7 +83,7 @@ async def test_status_formats_a_connected_idle_worker(service: WorkerService) ->
     vm = StatusViewModel(service)
     view = vm.render(snapshot(), running=True, now=NOW)
     assert view.badge == "Idle" and view.badge_tone == "ok"
-    assert view.heartbeat == "5s ago" and view.heartbeat_tone == "ok"
+    assert view.heartbeat == "ok, under a minute ago" and view.heartbeat_tone == "ok"
     assert view.vram == "24 GiB detected · accepts jobs up to 12 GiB"
     assert view.worker_id == "w-1" and view.studio_url == "https://studio.example"
     assert view.current_job == "No job running"
@@ -122,6 +122,21 @@ async def test_status_shows_the_approval_wait_coarsely_and_the_protocol(
     assert view.approval == "" and not view.show_start_over
 
 
+async def test_an_idle_status_tab_stays_the_same_between_heartbeats(
+    service: WorkerService,
+) -> None:
+    # Every change repaints the whole window: with heartbeats every few seconds an idle
+    # worker's Status tab must not change second by second.
+    vm = StatusViewModel(service)
+    views = [vm.render(snapshot(last_heartbeat=HeartbeatInfo(ok=True, at=NOW - 5)),
+                       running=True, now=NOW + delta) for delta in (0, 1, 20, 50)]
+    assert all(view == views[0] for view in views)
+    assert coarse_ago(NOW - 59, NOW) == "under a minute ago"
+    assert coarse_ago(NOW - 61, NOW) == "1 min ago"
+    assert coarse_ago(NOW - 3 * 3600, NOW) == "3 h ago"
+    assert coarse_ago(NOW - 3 * 86400, NOW) == "3 days ago"
+
+
 async def test_status_badges_and_job_line(service: WorkerService) -> None:
     vm = StatusViewModel(service)
     job = CurrentJob(job_id="j", kind="llm", model="synthetic-llm", prompt_preview="lore",
@@ -132,15 +147,19 @@ async def test_status_badges_and_job_line(service: WorkerService) -> None:
     paused = vm.render(snapshot(label="Paused", paused=True), running=True, now=NOW)
     assert paused.pause_label == "Resume claiming" and paused.badge_tone == "paused"
     down = vm.render(snapshot(label="Disconnected", connection=Connection.DISCONNECTED,
-                              last_heartbeat=HeartbeatInfo(ok=False, at=NOW - 2,
-                                                           error="connection refused")),
+                              last_heartbeat=HeartbeatInfo(
+                                  ok=False, at=NOW - 2,
+                                  error="heartbeat failed: connection refused")),
                      running=True, now=NOW)
     assert down.badge_tone == "error"
-    assert down.heartbeat == "failed 2s ago: connection refused"
+    assert down.heartbeat == "failed under a minute ago: connection refused"
     stopped = vm.render(snapshot(), running=False, now=NOW)
     assert stopped.badge == "Stopped" and stopped.show_start
     no_gpu = vm.render(snapshot(vram_total_gb=0.0), running=True, now=NOW)
     assert no_gpu.vram.startswith("no GPU memory detected")
+    overridden = vm.render(snapshot(vram_source="set by STUDIO_WORKER_VRAM_GB"), running=True,
+                           now=NOW)
+    assert overridden.vram == "24 GiB set by STUDIO_WORKER_VRAM_GB · accepts jobs up to 12 GiB"
 
 
 async def test_unregistered_or_unauthorised_routes_to_the_register_form(
@@ -241,8 +260,11 @@ async def test_logs_filter_by_level_and_text(service: WorkerService) -> None:
              line(3, "error", "job j2 failed: Boom\nTraceback ...", category="generate",
                   job_id="j2"),
              line(4, "info", "registered")]
+    # A level filter is "this level and above": Warn keeps the error too.
     vm.set_level("warn")
-    assert [r.seq for r in vm.render(lines).rows] == [2]
+    assert [r.seq for r in vm.render(lines).rows] == [2, 3]
+    vm.set_level("info")
+    assert [r.seq for r in vm.render(lines).rows] == [1, 2, 3, 4]
     vm.set_level("error")
     row = vm.render(lines).rows[0]
     assert row.level == "ERROR" and row.tone == "error" and row.headline == "job j2 failed: Boom"
@@ -261,10 +283,10 @@ async def test_logs_filter_by_level_and_text(service: WorkerService) -> None:
 
 async def test_logs_copy_is_the_visible_lines(service: WorkerService) -> None:
     vm = LogsViewModel(service)
-    vm.set_level("info")
-    vm.render([line(1, message="claimed job j1", job_id="j1"), line(2, "warn", "x")])
+    vm.set_level("error")
+    vm.render([line(1, "error", "claimed job j1", job_id="j1"), line(2, "warn", "x")])
     clock = time.strftime("%H:%M:%S", time.localtime(NOW + 1))
-    assert vm.copy_text() == f"{clock} INFO  claim: claimed job j1 [j1]"
+    assert vm.copy_text() == f"{clock} ERROR claim: claimed job j1 [j1]"
 
 
 async def test_logs_from_the_real_service(service: WorkerService) -> None:
@@ -289,6 +311,9 @@ async def test_config_lists_every_field_by_group_with_help(service: WorkerServic
     assert not view.dirty and view.message == ""
     assert label_for("heartbeat_interval_secs") == "Heartbeat interval (seconds)"
     assert label_for("api_base_url") == "API base URL"
+    assert label_for("gradio.api_name") == "Gradio API name"
+    assert label_for("comfyui.url") == "ComfyUI URL"
+    assert label_for("vram_threshold_gb") == "VRAM threshold (GiB)"
 
 
 async def test_config_secrets_are_masked_until_revealed(service: WorkerService) -> None:
@@ -402,7 +427,7 @@ async def test_about_check_now_goes_through_the_facade(service: WorkerService) -
     vm = AboutViewModel(service)
     await vm.check_update()
     view = vm.view()
-    assert view.update.startswith("Update check failed: feed could not be reached")
+    assert view.update.startswith("Update check failed: the update feed could not be fetched")
     assert not view.checking
 
 

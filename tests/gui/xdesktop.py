@@ -70,6 +70,7 @@ class XDesktop:
             stderr=subprocess.DEVNULL))
         import Xlib.display
 
+        self._tray = self._procs[-1]
         self.x = Xlib.display.Display(self.display)
         self.root = self.x.screen().root
         selection = self.x.intern_atom("_NET_SYSTEM_TRAY_S0")
@@ -78,6 +79,19 @@ class XDesktop:
             if time.monotonic() > deadline:
                 self.close()
                 raise RuntimeError("trayer did not take the tray selection")
+            time.sleep(0.05)
+
+    def close_tray(self) -> None:
+        """Stop the tray host (trayer): the desktop has no system tray from now on."""
+        import Xlib.X
+
+        self._tray.terminate()
+        self._tray.wait(5)
+        selection = self.x.intern_atom("_NET_SYSTEM_TRAY_S0")
+        deadline = time.monotonic() + 10
+        while self.x.get_selection_owner(selection) != Xlib.X.NONE:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the tray selection outlived trayer")
             time.sleep(0.05)
 
     def env(self) -> dict[str, str]:

@@ -102,6 +102,15 @@ def test_run_without_registration_or_token_explains(
     ConfigStore(path).update({"api_base_url": "http://127.0.0.1:9", "auto_update_enabled": False})
     assert main(["--config", str(path), "run"]) == 1
     assert "bootstrap_token" in capsys.readouterr().err
+    assert main(["--config", str(path), "register"]) == 1
+    assert "--bootstrap-token" in capsys.readouterr().err
+
+
+def test_set_threshold_explains_its_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["set-threshold", "--help"])
+    out = capsys.readouterr().out
+    assert "GiB of VRAM are left to others" in out
 
 
 @pytest.fixture
@@ -261,6 +270,7 @@ def test_a_second_run_with_the_same_config_is_refused(tmp_path: Path) -> None:
         assert second.returncode == 1
         assert f"headless studio-worker (pid {first.pid})" in second.stderr
         assert "kill" in second.stderr
+        assert "window" not in second.stderr  # a second `run`: nothing about a window
         other = tmp_path / "other.toml"
         ConfigStore(other).update({"api_base_url": "http://127.0.0.1:9"})
         # A different config file may run side by side (here it stops at once: no token).

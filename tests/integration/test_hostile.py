@@ -6,16 +6,33 @@ Every test runs the real worker against the real local studio with its hostile l
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import BOOTSTRAP, ServiceFactory
+from workerlib.cli import main
+from workerlib.config import ConfigStore
 from workerlib.devstudio import DevStudio
 from workerlib.devstudio.hostile import Catcher, Hostile, endless, gzip_bomb
+from workerlib.engines.synthetic import SyntheticEngine
+from workerlib.errors import ConfigError, StudioError
+from workerlib.paths import resolve_paths
+from workerlib.runtime.journal import Journal
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -117,7 +134,7 @@ async def test_a_job_id_with_control_characters_is_failed_not_run(
     body = json.loads(fail.body)
     assert body["retryable"] is False and "jobId" in body["error"]
     assert not any(r.endpoint == "complete" and r.job_id != follow_up for r in studio.requests)
-    assert not service.status().busy
+    await studio.wait_for(lambda: not service.status().busy, timeout=5)  # never stuck Busy
     shown = "\n".join(line.message for line in service.log_lines())
     assert "\x1b" not in shown and "\x00" not in shown and "\r" not in shown
 
@@ -203,3 +220,228 @@ async def test_a_gzip_bomb_is_unpacked_only_up_to_the_cap(
     finally:
         tracemalloc.stop()
     assert peak < 48 * 1024 * 1024, peak
+
+
+# -- 11. a bounded quit whatever the network does -----------------------------------------
+def _worker_config(studio: DevStudio, tmp_path: Path, **extra: Any) -> Path:
+    config = tmp_path / "c.toml"
+    ConfigStore(config).update({
+        "api_base_url": studio.url, "bootstrap_token": BOOTSTRAP,
+        "heartbeat_interval_secs": 0.3, "claim_interval_secs": 0.2,
+        "auto_update_enabled": False, "engine": "synthetic", "protocol": "v1", **extra,
+    })
+    return config
+
+
+async def _spawn(config: Path, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workerlib", "--config", str(config), *args, cwd=ROOT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+async def test_quit_is_bounded_when_complete_fail_and_logs_hang(
+    studio: DevStudio, tmp_path: Path, sig: str
+) -> None:
+    drain = 1.0
+    config = _worker_config(studio, tmp_path, shutdown_drain_secs=drain,
+                            **{"synthetic.delay_secs": 0.1})
+    for endpoint in ("complete", "fail", "logs"):
+        hostile(studio).hang(endpoint)
+    hostile(studio).echo_auth("heartbeat", status=502, count=2)  # the console must redact
+    job = image_job(studio, "never delivered")
+    worker = await _spawn(config, "run")
+    try:
+        await studio.wait_for(lambda: hostile(studio).count("complete") >= 1, timeout=30)
+        worker.send_signal(getattr(signal, sig))
+        sent = time.monotonic()
+        # Generous cap: systemd would SIGKILL at 90 s. The bound itself is drain + the
+        # shutdown grace (3 s, twice at most) + start-up of nothing: about 8 s.
+        output, _ = await asyncio.wait_for(worker.communicate(), 60)
+        took = time.monotonic() - sent
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    text = output.decode("utf-8", "replace")
+    assert worker.returncode == 0, text[-3000:]
+    assert took < 60
+    # The fail report could not be sent: the job waits in the journal for the next start.
+    journal = json.loads((tmp_path / ".c.d" / "state" / "inflight.json").read_text())
+    [entry] = journal["jobs"]
+    assert entry["job_id"] == job and entry["error"] == "worker shutting down"
+    assert "stopping (signal received)" in text
+    assert "Traceback" not in text
+    token = ConfigStore(config).load().auth_token
+    assert token and token not in text and "502" in text
+
+
+# -- 4. a full disk --------------------------------------------------------------------------
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Any:
+    """A real 256 KiB file system (tmpfs), filled up: writes fail with ENOSPC."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(mount: Path) -> Path:
+    filler = mount / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    return filler
+
+
+async def test_a_full_disk_stops_claiming_instead_of_draining_the_queue(
+    studio: DevStudio, make_service: ServiceFactory, tiny_disk: Path
+) -> None:
+    service = await make_service()
+    service.journal = Journal(tiny_disk / "state" / "inflight.json")
+    (tiny_disk / "state").mkdir()
+    filler = fill(tiny_disk)
+    jobs = [image_job(studio, f"p{i}") for i in range(3)]
+    await service.start()
+    await studio.wait_for(lambda: (service.status().last_error or "").startswith("disk full"),
+                          timeout=15)
+    worker = studio.workers[service.config.worker_id]
+    beats = worker.heartbeats
+    await studio.wait_for(lambda: worker.heartbeats >= beats + 5, timeout=15)
+    # One job was claimed, could not be journaled and was handed back (once); nothing
+    # more was claimed, and no job counts as failed: the fault is the worker's disk.
+    assert sum(studio.jobs[j].attempts for j in jobs) == 1
+    [handed_back] = [studio.jobs[j] for j in jobs if studio.jobs[j].attempts]
+    assert handed_back.fail_history[0]["retryable"] is True
+    assert "disk full" in handed_back.fail_history[0]["error"]
+    assert service.status().jobs_failed == 0
+    published = json.loads(service.paths.status_file.read_text())
+    assert published["last_error"].startswith("disk full: cannot write")
+    filler.unlink()  # space again: claiming resumes on its own
+    await studio.wait_for(lambda: all(studio.jobs[j].status == "completed" for j in jobs),
+                          timeout=20)
+    assert service.status().last_error is None
+
+
+def test_set_threshold_on_a_full_disk_says_so_in_one_line(
+    tiny_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_disk / "config.toml"
+    assert main(["--config", str(config), "set-threshold", "8"]) == 0
+    fill(tiny_disk)
+    capsys.readouterr()
+    assert main(["--config", str(config), "set-threshold", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "could not be saved (No space left on device)" in err
+    assert ConfigStore(config).load().vram_threshold_gb == 8
+
+
+# -- 5. tokens with control characters ---------------------------------------------------------
+async def test_a_registration_token_with_a_control_character_is_refused(
+    studio: DevStudio, make_service: ServiceFactory
+) -> None:
+    hostile(studio).reply("register", json.dumps(
+        {"workerId": "w-1", "authToken": "good-part\r\nX-Evil: 1"}).encode(), status=201)
+    service = await make_service(register=False)
+    with pytest.raises(StudioError, match="control character"):
+        await service.register()
+    assert not service.config.is_registered()
+    assert service.store.load().auth_token == ""
+
+
+def test_a_pasted_token_ending_in_cr_is_named_on_load(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('worker_id = "w-1"\nauth_token = "abcdef123456\\r"\n')
+    with pytest.raises(ConfigError, match=r"auth_token.*control character"):
+        ConfigStore(config).load()
+
+
+# -- 6, 8. secrets and escape sequences never reach status --------------------------------------
+def cli_status(service: Any, capsys: pytest.CaptureFixture[str]) -> str:
+    """``studio-worker status`` for a service of the make_service fixture (its state folder
+    is not where the CLI looks: the published status is copied there)."""
+    service.publish_status_file(force=True)
+    where = resolve_paths(str(service.paths.config_file)).status_file
+    where.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(service.paths.status_file, where)
+    capsys.readouterr()
+    assert main(["--config", str(service.paths.config_file), "status"]) == 0
+    return capsys.readouterr().out
+
+
+async def test_an_error_body_echoing_the_token_never_reaches_status(
+    studio: DevStudio, make_service: ServiceFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = await make_service()
+    token = service.config.auth_token
+    hostile(studio).echo_auth("heartbeat", status=502, count=1000)
+    await service.start()
+    await studio.wait_for(lambda: service.paths.status_file.exists() and
+                          "upstream error" in service.paths.status_file.read_text(), timeout=15)
+    shown = cli_status(service, capsys)
+    published = service.paths.status_file.read_text()
+    snapshot = service.status().model_dump_json()
+    for blob in (shown, published, snapshot):
+        assert token not in blob
+    assert "[redacted]" in published and "heartbeat:" in shown
+
+
+async def test_escape_sequences_from_the_studio_are_escaped_in_status(
+    studio: DevStudio, make_service: ServiceFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile(studio).reply("heartbeat", b"\x1b[2J\x1b]0;pwned\x07 bad gateway", status=502,
+                          content_type="text/plain", count=1000)
+    studio.enqueue(model="synthetic", task={"kind": "image", "prompt": "\x1b[2Jclear me"})
+    service = await make_service(engine=SyntheticEngine(delay_secs=30))
+    await service.start()
+    await studio.wait_for(lambda: service.status().busy and service.status().last_heartbeat
+                          is not None and not service.status().last_heartbeat.ok, timeout=15)
+    shown = cli_status(service, capsys)
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "\\x1b[2J" in shown  # visible, harmless
+    published = json.loads(service.paths.status_file.read_text())
+    assert "\x1b" not in json.dumps(published, ensure_ascii=False)
+    assert "\x1b" not in published["current_job"]["prompt_preview"]
+
+
+# -- 15. claims above the VRAM threshold ---------------------------------------------------
+async def test_a_claim_above_the_vram_threshold_is_refused(
+    studio: DevStudio, make_service: ServiceFactory
+) -> None:
+    studio.enqueue_raw(_raw_claim("too-big", vramGbEstimate=48))
+    follow_up = image_job(studio, "fits")
+    service = await make_service(vram_threshold_gb=12)
+    await service.start()
+    await studio.wait_for(lambda: studio.jobs[follow_up].status == "completed", timeout=15)
+    [fail] = [r for r in studio.requests if r.endpoint == "fail"]
+    body = json.loads(fail.body)
+    assert fail.job_id == "too-big" and body["retryable"] is False
+    assert "cannot serve" in body["error"] and "48" in body["error"]
+    assert not any(r.endpoint == "complete" and r.job_id == "too-big" for r in studio.requests)
+
+
+# -- 16. a 401 after an outage is logged ---------------------------------------------------
+async def test_a_401_after_an_outage_is_logged(
+    studio: DevStudio, make_service: ServiceFactory
+) -> None:
+    service = await make_service()
+    studio.inject_fault("heartbeat", status=503, count=3, body="down for maintenance")
+    studio.inject_fault("heartbeat", status=401, count=1000, body="token revoked")
+    await service.start()
+    await studio.wait_for(lambda: service.status().label == "Not authorised", timeout=15)
+    messages = [(line.level, line.message) for line in service.log_lines()
+                if line.category == "heartbeat"]
+    assert any(level == "warn" and "503" in m for level, m in messages), messages
+    assert any(level == "error" and "not authorised" in m for level, m in messages), messages

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,6 +16,7 @@ from workerlib.cli import main
 from workerlib.config import ConfigStore
 from workerlib.engines.base import EngineError, ProgressCallback
 from workerlib.engines.synthetic import SyntheticEngine
+from workerlib.paths import resolve_paths
 from workerlib.wire import Task
 
 
@@ -35,10 +38,31 @@ async def test_a_whole_session_writes_no_secret_anywhere(
     service = await make_service(engine=engine)
     token = service.config.auth_token
     engine.token = token
+    snapshots: list[str] = []
+    service.subscribe(lambda event: snapshots.append(service.status().model_dump_json())
+                      if event.kind == "status" else None)
+    # An error page that quotes the request's Authorization header (status, status.json,
+    # the window), and fail reports the studio will not take yet (the journal keeps them).
+    studio.inject_fault("heartbeat", status=502, count=3,
+                        body=f"bad gateway; request had Authorization: Bearer {token}")
+    studio.inject_fault("fail", status=503, count=1000, body="later")
     for prompt in ("ok one", "please fail", "ok two"):
         studio.enqueue(model="synthetic", task={"kind": "image", "prompt": prompt})
-    await service.run_until_idle(timeout=20)
+    await service.start(until_idle=True)
+    await studio.wait_for(lambda: any(r.endpoint == "heartbeat" and r.status == 502
+                                      for r in studio.requests), 10)
+    service.publish_status_file(force=True)
+    live_status = service.paths.status_file.read_text()
+    where = resolve_paths(str(service.paths.config_file)).status_file
+    where.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(service.paths.status_file, where)  # `status` below shows it live
+    assert main(["--config", str(service.paths.config_file), "status"]) == 0
+    loops = service.loops
+    assert loops is not None
+    await asyncio.wait_for(asyncio.shield(loops.claim_task()), 20)
     await service.close()
+    journal = service.paths.journal_file.read_bytes()
+    shutil.copyfile(service.paths.status_file, where)
     assert main(["--config", str(service.paths.config_file), "status"]) == 0
     assert main(["--config", str(service.paths.config_file), "config"]) == 0
     out = capsys.readouterr()
@@ -52,6 +76,9 @@ async def test_a_whole_session_writes_no_secret_anywhere(
     blobs["shipped logs"] = json.dumps(studio.logs).encode()
     blobs["ui ring"] = "\n".join(line.message for line in service.log_lines()).encode()
     blobs["status snapshot"] = service.status().model_dump_json().encode()
+    blobs["every snapshot"] = "\n".join(snapshots).encode()
+    blobs["live status file"] = live_status.encode()
+    blobs["journal"] = journal
     # What reached the studio other than the credentials themselves (headers, register).
     blobs["fail reports"] = b"".join(r.body for r in studio.requests if r.endpoint == "fail")
     assert any("log" in name for name in blobs)
@@ -59,6 +86,8 @@ async def test_a_whole_session_writes_no_secret_anywhere(
         for secret in secrets:
             assert secret.encode() not in blob, f"{secret[:4]}… leaked into {name}"
     assert b"token [redacted] refused" in blobs["fail reports"]
+    assert b"token [redacted] refused" in journal  # the undelivered fail, kept for later
+    assert "[redacted]" in live_status and "bad gateway" in live_status
 
 
 def test_concurrent_writers_never_tear_the_file(tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def test_failed_write_leaves_old_file(tmp_path: Path, monkeypatch: pytest.Monkey
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match="could not be saved"):
         store.update({"vram_threshold_gb": 3.0})
     monkeypatch.undo()
     assert store.path.read_bytes() == before

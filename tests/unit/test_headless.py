@@ -1,5 +1,6 @@
 """workerlib must run where no GUI package is installed."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -73,3 +74,34 @@ def test_version_answers_without_importing_the_worker() -> None:
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("studio-worker ")
+
+
+def test_ui_without_the_ui_extra_prints_the_hint_and_exits_2(tmp_path: Path) -> None:
+    # A plain `pip install .` on a desktop: kivy and kivymd cannot be imported.
+    code = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+
+        class NotInstalled(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {BLOCKED!r}:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                return None
+
+        sys.meta_path.insert(0, NotInstalled())
+        from app.entry import main
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    env = {**os.environ, "DISPLAY": ":4242", "STUDIO_WORKER_HOME": str(tmp_path)}
+    env.pop("SDL_VIDEODRIVER", None)
+    for args in (["ui"], []):
+        result = subprocess.run(
+            [sys.executable, "-c", code, "--config", str(tmp_path / "config.toml"), *args],
+            capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "pip install 'studio-worker[ui]'" in lines[0]
+        assert "studio-worker run" in lines[0]

@@ -20,3 +20,28 @@ def test_readme_set_up_commands_exist() -> None:
     for script in ("scripts/demo", "scripts/test"):
         assert script in text
         assert (README.parent / script).stat().st_mode & 0o111
+
+
+def test_the_readme_config_table_shows_the_real_defaults() -> None:
+    """Read the table as a person would (not through reference_markdown): each default
+    cell, parsed as TOML, is the default a fresh Config has."""
+    import tomllib
+
+    from workerlib.config import Config, field_infos
+
+    config = Config()
+    cells: dict[str, str] = {}
+    for row in re.findall(r"^\| `([a-z0-9_.]+)` \| [^|]* \| ([^|]*) \|", README.read_text(), re.M):
+        cells[row[0]] = row[1].strip()
+    names = [info.name for info in field_infos()]
+    assert sorted(cells) == sorted(names)
+    for name in names:
+        value: object = config
+        for part in name.split("."):
+            value = getattr(value, part)
+        cell = cells[name]
+        assert cell.startswith("`") and cell.endswith("`"), (name, cell)
+        shown = tomllib.loads(f"v = {cell[1:-1]}")["v"]
+        if isinstance(value, dict):
+            value = dict(value)
+        assert shown == value, f"{name}: the README shows {cell}, the default is {value!r}"

@@ -355,3 +355,19 @@ def test_real_machine_never_raises() -> None:
     value = detect_vram_gb()
     assert isinstance(value, float)
     assert value >= 0.0
+
+
+def test_the_override_names_itself_and_an_invalid_one_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(vram.ENV_OVERRIDE, raising=False)
+    assert vram.vram_source() == "detected" and vram.env_override_problem() is None
+    monkeypatch.setenv(vram.ENV_OVERRIDE, "8")
+    assert vram.vram_source() == "set by STUDIO_WORKER_VRAM_GB"
+    assert vram.env_override_problem() is None
+    for bad in ("eight", "-1", "nan"):
+        monkeypatch.setenv(vram.ENV_OVERRIDE, bad)
+        assert vram.vram_source() == "detected"
+        problem = vram.env_override_problem()
+        assert problem is not None and f"STUDIO_WORKER_VRAM_GB='{bad}'" in problem
+        assert "ignored" in problem

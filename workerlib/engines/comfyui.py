@@ -32,6 +32,7 @@ from workerlib.engines.base import (
     ProgressCallback,
 )
 from workerlib.engines.settings import ComfyUISettings
+from workerlib.files import read_bounded
 from workerlib.wire import ImageTask, Task
 
 PLACEHOLDERS: tuple[str, ...] = (
@@ -115,12 +116,16 @@ def validate_workflow(workflow: Any, where: str) -> dict[str, Any]:
     return workflow
 
 
+MAX_WORKFLOW_BYTES = 8 * 1024 * 1024
+"""An API-format workflow is tens of KB; the file the config points at is capped."""
+
+
 def load_workflow(path: str) -> dict[str, Any]:
     """Read ``[comfyui].workflow_file``; EngineConfigError naming the key on any problem."""
     key = "comfyui.workflow_file"
     file = Path(path).expanduser()
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_bounded(file, MAX_WORKFLOW_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise EngineConfigError(

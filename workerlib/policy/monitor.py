@@ -220,6 +220,7 @@ class Policy:
         if self._task is not None:
             return
         self._stop = asyncio.Event()
+        self._ticks = 0  # a restart samples every source again before the first claim
         await self.sample()
         self._task = asyncio.create_task(self._run(), name="policy")
 

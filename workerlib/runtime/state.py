@@ -146,6 +146,8 @@ class StatusSnapshot(_Frozen):
     approval: Approval | None = None
     """Set while a v2 registration request waits for the studio or was rejected."""
     protocol: ProtocolInfo | None = None
+    vram_source: str = "detected"
+    """How vram_total_gb was found: "detected" or "set by STUDIO_WORKER_VRAM_GB"."""
 
 
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -191,6 +193,7 @@ class WorkerState:
         self.jobs_completed = 0
         self.jobs_failed = 0
         self.vram_total_gb = 0.0
+        self.vram_source = "detected"
         self.backend_problem: str | None = None
         self.consecutive_failures = 0
         self._cooldown_end: float | None = None
