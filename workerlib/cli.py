@@ -172,6 +172,9 @@ async def _ensure_registered(service: WorkerService) -> int | None:
     config = service.config
     if config.is_registered():
         return None
+    if not config.bootstrap_token and config.protocol != "v1":
+        # The loops ask the studio for approval and wait for it (docs/PROTOCOL.md §3.1).
+        return None
     if not config.bootstrap_token:
         report(f"this worker is not registered: set bootstrap_token in {service.paths.config_file} "
              "or run `studio-worker register --bootstrap-token TOKEN`")
@@ -269,8 +272,9 @@ async def _wait_for_approval(service: WorkerService, poll_secs: float) -> int:
             print(f"waiting for the studio at {config.api_base_url} to approve this PC "
                   f"(request {approval.request_id}); Ctrl-C stops waiting, the request "
                   "stays open and the worker picks the approval up when it runs", flush=True)
-        if service.state.last_error and approval is None:
-            report(service.state.last_error)
+        if approval is None and (service.state.last_error or registrar.last_failure):
+            report(f"{service.state.last_error or registrar.last_failure}; or register at "
+                   "once with --bootstrap-token TOKEN")
             return EXIT_ERROR
         await asyncio.sleep(delay)
 

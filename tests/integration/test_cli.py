@@ -99,7 +99,8 @@ def test_run_without_registration_or_token_explains(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "c.toml"
-    ConfigStore(path).update({"api_base_url": "http://127.0.0.1:9", "auto_update_enabled": False})
+    ConfigStore(path).update({"api_base_url": "http://127.0.0.1:9", "auto_update_enabled": False,
+                              "protocol": "v1"})
     assert main(["--config", str(path), "run"]) == 1
     assert "bootstrap_token" in capsys.readouterr().err
     assert main(["--config", str(path), "register"]) == 1

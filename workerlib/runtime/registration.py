@@ -57,6 +57,8 @@ class Registrar:
         self._rejected = False
         self._backoff = Backoff()
         self._waiting_since: float | None = None
+        self.last_failure: StudioError | None = None
+        """The last step's failure (the studio unreachable...), None after a success."""
 
     def config_changed(self) -> None:
         """A changed config may hold a new token, address or a reset: try again."""
@@ -66,6 +68,7 @@ class Registrar:
 
     async def step(self) -> float:
         """One registration step; returns the seconds to wait before the next one."""
+        self.last_failure = None
         config = self.host.config
         if config.is_registered():
             return 0.0
@@ -100,6 +103,7 @@ class Registrar:
         return 0.0
 
     def _failed(self, exc: StudioError) -> float:
+        self.last_failure = exc
         if not self._backoff.failing:
             log.warning("registration failed, will retry: %s", exc)
         return self._backoff.next_delay()
