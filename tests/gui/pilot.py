@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 StartGui = Callable[..., Awaitable["Pilot"]]
+WAIT_FLOOR_SECS = 30.0
+"""Every wait on a condition may take at least this long: a loaded machine is slow, not wrong."""
 """The ``start_gui`` fixture: ``await start_gui(service) -> Pilot``."""
 
 
@@ -34,6 +36,7 @@ class Pilot:
     # -- waiting --------------------------------------------------------------------------
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0,
                        what: str = "condition") -> None:
+        timeout = max(timeout, WAIT_FLOOR_SECS)
         deadline = time.monotonic() + timeout
         while True:
             if self.task.done():

