@@ -45,7 +45,9 @@ def _paths(root: Path) -> Paths:
 
 
 async def _worker_jobs_per_sec(url: str, jobs: int, **config: object) -> float:
-    admin(url, "/admin/jobs", {"model": "synthetic", "count": jobs, "task": TASK})
+    for start in range(0, jobs, 1000):  # the local studio queues at most 1 000 per call
+        admin(url, "/admin/jobs", {"model": "synthetic", "count": min(1000, jobs - start),
+                                   "task": TASK})
     with tempfile.TemporaryDirectory() as tmp:
         paths = _paths(Path(tmp))
         ConfigStore(paths.config_file).update({"api_base_url": url, "bootstrap_token": TOKEN,
@@ -343,7 +345,6 @@ LARGE = textwrap.dedent("""
     from workerlib.engines.synthetic import SyntheticEngine, render_image
     from workerlib.paths import Paths
     from workerlib.service import WorkerService
-from workerlib.wire import ImageTask
     SIZE = int(sys.argv[2])
 
     def hwm():
