@@ -311,6 +311,8 @@ class Bench:
 
     # engine alone ----------------------------------------------------------------------
     async def engine_round(self, phase: str, engine: Any, seed: int) -> None:
+        from workerlib.engines.base import resolve
+
         loop = asyncio.get_running_loop()
         seen: list[float] = []
 
@@ -321,7 +323,8 @@ class Bench:
         with self.sampler.sampling(util):
             started = time.perf_counter()
             for i in range(self.args.jobs):
-                await engine.generate(MODEL, self.task(seed + i), progress)
+                # Encoded here, in line, as the bare loop does (the worker overlaps it).
+                resolve(await engine.generate(MODEL, self.task(seed + i), progress))
             elapsed = time.perf_counter() - started
         self.record(phase, elapsed / self.args.jobs, util)
 
