@@ -385,8 +385,8 @@ class Bench:
 
     async def worker_rounds(self, urls: dict[str, str],
                             rounds: list[Callable[[], Any]]) -> None:
-        """Start one worker per protocol (each with a studio of its own, speaking only that
-        protocol), then one batch per worker and round; ``rounds[i]`` runs the other phases
+        """Start one worker per protocol (each with a studio of its own), then one batch
+        per worker and round; ``rounds[i]`` runs the other phases
         of round i first, while the workers idle."""
         from bench.common import admin
         from workerlib.paths import Paths
@@ -473,7 +473,9 @@ class Bench:
             return others
 
         with contextlib.ExitStack() as studios:
-            urls = {protocol: studios.enter_context(studio_process(protocol))
+            # The v2 worker registers with the bootstrap token (v1's register route).
+            urls = {protocol: studios.enter_context(
+                        studio_process("v1" if protocol == "v1" else "both"))
                     for protocol in self.args.protocols}
             await self.worker_rounds(urls, [round_of(i) for i in range(self.args.rounds)])
         for engine in engines.values():
@@ -546,8 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="",
                         help=f"comma-separated opt-in speed-ups to measure: {', '.join(VARIANTS)}")
     parser.add_argument("--protocols", default="v1,v2",
-                        help="the worker's protocols to measure, each against a studio "
-                             "speaking only that one (comma-separated: v1, v2)")
+                        help="the worker's protocols to measure, each against a studio of "
+                             "its own (comma-separated: v1, v2)")
     parser.add_argument("--models", default="",
                         help="folder for the saved pipeline (reused when present)")
     parser.add_argument("--out", default="", help="also append the JSON lines to this file")
