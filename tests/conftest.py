@@ -13,6 +13,8 @@ import pytest
 os.environ.pop("STUDIO_WORKER_CONFIG", None)
 os.environ.pop("STUDIO_WORKER_VRAM_GB", None)
 
+from tests.fakes._server import WAIT_FLOOR_SECS
+
 BOOTSTRAP = "boot-TOKEN-8c1f5e0d7a"
 """Recognisable so secret scans can look for it."""
 
@@ -34,6 +36,7 @@ async def studio() -> AsyncIterator[Any]:
     from workerlib.devstudio import DevStudio
 
     server = DevStudio(bootstrap_token=BOOTSTRAP)
+    server.wait_floor_secs = WAIT_FLOOR_SECS
     await server.start()
     yield server
     await server.stop()

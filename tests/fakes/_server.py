@@ -14,6 +14,9 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
+WAIT_FLOOR_SECS = 30.0
+"""The least any test waits for a condition before calling it broken."""
+
 
 @dataclass
 class Recorded:
@@ -83,7 +86,9 @@ def dead_url() -> str:
 
 
 async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` until it is true; AssertionError after ``timeout`` seconds."""
+    """Poll ``predicate`` until it is true; AssertionError after ``timeout`` seconds
+    (at least :data:`WAIT_FLOOR_SECS`: a loaded machine is slow, not broken)."""
+    timeout = max(timeout, WAIT_FLOOR_SECS)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from tests.fakes._server import WAIT_FLOOR_SECS
+
 if TYPE_CHECKING:
     from app.gui import StudioWorkerApp
     from app.screens.base import TabScreen
@@ -19,8 +21,6 @@ if TYPE_CHECKING:
 
 
 StartGui = Callable[..., Awaitable["Pilot"]]
-WAIT_FLOOR_SECS = 30.0
-"""Every wait on a condition may take at least this long: a loaded machine is slow, not wrong."""
 """The ``start_gui`` fixture: ``await start_gui(service) -> Pilot``."""
 
 

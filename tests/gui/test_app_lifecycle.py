@@ -127,10 +127,9 @@ async def test_quit_while_idle_exits_promptly_and_flushes_the_logs(
     service = await make_service(shutdown_drain_secs=120.0)
     pilot = await start_gui(service, tray_factory=fake_tray(), drain_secs=None)
     await studio.wait_for(lambda: claims(studio) >= 2, timeout=30)
-    started = time.monotonic()
     pilot.app.tray.click("Quit")  # type: ignore[attr-defined]
+    # Ending at all before the 120 s budget is the point (capped at 110 s).
     assert await asyncio.wait_for(pilot.task, 110) == 0
-    assert time.monotonic() - started < 120.0
     assert not shipped(studio, "for the running job to finish")
     assert service.loops is None
     # The last lines reached the studio before the exit.
@@ -146,14 +145,12 @@ async def test_quit_waits_for_a_short_job_and_uploads_it(
     pilot = await start_gui(service, tray_factory=fake_tray(), drain_secs=None)
     job = studio.enqueue(model="synthetic", task=IMAGE)
     await asyncio.wait_for(engine.started.wait(), 30)
-    started = time.monotonic()
     pilot.app.tray.click("Quit")  # type: ignore[attr-defined]
+    # Ends when the job is done, before the 120 s budget (capped at 110 s).
     assert await asyncio.wait_for(pilot.task, 110) == 0
-    elapsed = time.monotonic() - started
     assert studio.jobs[job].status == "completed"
     assert studio.jobs[job].result_bytes
     assert studio.jobs[job].fail_history == []
-    assert elapsed < 120.0, elapsed
     assert shipped(studio, "waiting up to 120 s for the running job to finish")
 
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -48,24 +47,23 @@ async def test_outage_backs_off_shows_disconnected_and_recovers(
     studio: Any, make_service: ServiceFactory, proxy: FaultyProxy, mode: str
 ) -> None:
     service = await _through_proxy(make_service, proxy)
-    await studio.wait_for(lambda: service.status().connection is Connection.CONNECTED, 5)
+    await studio.wait_for(lambda: service.status().connection is Connection.CONNECTED)
     await proxy.set_mode(mode)
     before = proxy.requests
-    outage_start = time.monotonic()
-    await studio.wait_for(lambda: service.status().label == "Disconnected", timeout=5)
-    await asyncio.sleep(max(0.0, 4.0 - (time.monotonic() - outage_start)))
+    await studio.wait_for(lambda: service.status().label == "Disconnected")
+    # Let the outage last a dozen heartbeats, counted by the worker itself.
+    await studio.wait_for(lambda: service.state.heartbeat_failures >= 12)
+    heartbeats = service.state.heartbeat_failures
     sent = proxy.requests - before
-    # 4 s outage at a 0.3 s heartbeat: ~13 heartbeats plus a few backed-off claims/log
-    # batches. A busy loop would send hundreds.
     if mode == "reset":
-        assert 5 <= sent <= 30, sent
+        # Per heartbeat at most a backed-off claim or log batch besides it, whatever the
+        # machine's speed; a claim loop that did not back off would send many per beat.
+        assert sent <= 2 * heartbeats + 6, (sent, heartbeats)
     await proxy.set_mode("pass")
     job = studio.enqueue(model="synthetic", task={"kind": "image", "prompt": "after outage"})
-    back = time.monotonic()
-    await studio.wait_for(lambda: studio.jobs[job].status == "completed", timeout=10)
-    # Work resumes within about one heartbeat + one claim interval.
-    assert time.monotonic() - back < 2.5
-    assert service.status().connection is Connection.CONNECTED
+    await studio.wait_for(lambda: studio.jobs[job].status == "completed")
+    # The answered claim triggers a heartbeat at once: the Status tab turns green.
+    await studio.wait_for(lambda: service.status().connection is Connection.CONNECTED)
     messages = [line.message for line in service.log_lines()]
     assert sum("heartbeat failed" in m for m in messages) == 1
     assert any("heartbeat ok again" in m for m in messages)
@@ -117,12 +115,14 @@ async def test_studio_restart_mid_job_loses_nothing(
     port = int(studio.url.rsplit(":", 1)[1])
     await studio.stop()  # the studio process dies while the job runs
     gate.set()
-    await asyncio.sleep(1.0)  # the upload fails and is retried; then reported as failed
+    # The upload fails and is retried; then the fail report fails too and is kept.
+    await studio.wait_for(lambda: any("could not report job" in line.message
+                                      for line in service.log_lines()))
     await studio.start(port=port)  # the studio comes back with its state
     await studio.wait_for(lambda: studio.jobs[job].status == "completed", timeout=15)
     record = studio.jobs[job]
     assert record.fail_history and record.fail_history[0]["retryable"] is True
-    await studio.wait_for(lambda: service.journal.entries() == [], timeout=5)
+    await studio.wait_for(lambda: service.journal.entries() == [])
 
 
 def _spawn_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -151,10 +151,9 @@ async def test_kill_9_mid_job_is_reported_on_restart(studio: Any, tmp_path: Path
         worker.wait(timeout=10)
         assert json.loads(journal.read_text())["jobs"][0]["job_id"] == job
         fails_before = len(studio.jobs[job].fail_history)
-        restarted = time.monotonic()
         worker = _spawn_worker(config, log)
-        await studio.wait_for(lambda: len(studio.jobs[job].fail_history) > fails_before, 10)
-        assert time.monotonic() - restarted < 5
+        # The job would otherwise wait out its 60 s delay or the studio's lease.
+        await studio.wait_for(lambda: len(studio.jobs[job].fail_history) > fails_before, 30)
         failure = studio.jobs[job].fail_history[-1]
         assert failure["error"] == "worker restarted" and failure["retryable"] is True
     finally:

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -255,18 +254,15 @@ async def test_quit_is_bounded_when_complete_fail_and_logs_hang(
     try:
         await studio.wait_for(lambda: hostile(studio).count("complete") >= 1, timeout=30)
         worker.send_signal(getattr(signal, sig))
-        sent = time.monotonic()
-        # Generous cap: systemd would SIGKILL at 90 s. The bound itself is drain + the
-        # shutdown grace (3 s, twice at most) + start-up of nothing: about 8 s.
+        # Generous cap below systemd's 90 s SIGKILL: the hung endpoints would hold the
+        # worker forever if the drain budget and the shutdown grace did not cut them.
         output, _ = await asyncio.wait_for(worker.communicate(), 60)
-        took = time.monotonic() - sent
     finally:
         if worker.returncode is None:
             worker.kill()
             await worker.wait()
     text = output.decode("utf-8", "replace")
     assert worker.returncode == 0, text[-3000:]
-    assert took < 60
     # The fail report could not be sent: the job waits in the journal for the next start.
     journal = json.loads((tmp_path / ".c.d" / "state" / "inflight.json").read_text())
     [entry] = journal["jobs"]

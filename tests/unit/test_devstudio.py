@@ -633,6 +633,7 @@ async def test_a_request_abandoned_during_a_delay_is_not_handled(
 
 async def test_wait_for_explains_a_timeout(studio: DevStudio) -> None:
     studio.enqueue()
+    studio.wait_floor_secs = 0.0
     with pytest.raises(TimeoutError, match=r"within 0.1 s.*KeyError.*'queued': 1"):
         await studio.wait_for(lambda: studio.workers["nobody"].claims > 0, timeout=0.1)
 

@@ -5,7 +5,6 @@ kept current by the event stream, commands sent as requests)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import json
 import socket
@@ -23,6 +22,7 @@ from workerlib.errors import ConfigError, WorkerError
 from workerlib.logs import UI_RING_SIZE, LogLine, get_logger
 from workerlib.paths import Paths
 from workerlib.policy.hold import Hold
+from workerlib.runtime.events import Listeners
 from workerlib.runtime.link import Link
 from workerlib.runtime.state import (
     RECENT_JOBS,
@@ -220,7 +220,7 @@ class RemoteWorker:
     def __init__(self, paths: Paths, client: ControlClient) -> None:
         self._paths = paths
         self.client = client
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._status: StatusSnapshot | None = None
         self._config: Config | None = None
         self._recent: deque[FinishedJob] = deque(maxlen=RECENT_JOBS)
@@ -268,13 +268,7 @@ class RemoteWorker:
                     version=self._version, problem=self._problem)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.subscribe(listener)
 
     # -- WorkerHandle: commands ---------------------------------------------------------------
     def save_config(self, changes: dict[str, Any]) -> Config:
@@ -328,8 +322,7 @@ class RemoteWorker:
 
     # -- the mirror ---------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
-        for listener in list(self._listeners):
-            listener(event)
+        self._listeners.dispatch(event)
 
     def _apply_snapshot(self, data: dict[str, Any]) -> None:
         self._status = StatusSnapshot.model_validate(data["status"])

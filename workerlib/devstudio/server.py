@@ -102,6 +102,9 @@ def _text(status: int, text: str) -> web.Response:
 class DevStudio:
     """The studio's HTTP API on loopback, with in-process admin for tests and the demo."""
 
+    wait_floor_secs: float = 0.0
+    """The least :meth:`wait_for` waits (test suites raise it)."""
+
     def __init__(
         self,
         bootstrap_token: str = "dev-bootstrap-token",
@@ -236,7 +239,11 @@ class DevStudio:
                                              delay=delay, gate=gate))
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Poll ``predicate`` until it holds; TimeoutError with the studio's state if not."""
+        """Poll ``predicate`` until it holds; TimeoutError with the studio's state if not.
+
+        ``timeout`` is raised to :attr:`wait_floor_secs` (test suites set a floor so a
+        loaded machine is never mistaken for a broken worker)."""
+        timeout = max(timeout, self.wait_floor_secs)
         deadline = time.monotonic() + timeout
         last_error: BaseException | None = None
         while True:

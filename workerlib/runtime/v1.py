@@ -159,6 +159,10 @@ class PollingTransport:
                 log_claim.info("claiming works again after %d failures", self._claim_errors)
                 self._claim_errors = 0
                 self._claim_backoff.reset()
+                if self._hb_failures:
+                    # The studio answered a claim: heartbeat now so the Status tab stops
+                    # saying "Disconnected" at once, not one heartbeat interval later.
+                    ctx.heartbeat_now.set()
             if claim is None:
                 ctx.idle.set()
                 if ctx.until_idle:

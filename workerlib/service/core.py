@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
-import json
 import logging
 import os
-import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,10 +36,11 @@ from workerlib.logs import (
 from workerlib.paths import Paths
 from workerlib.policy import Hold, Policy, PolicyProbes, SnoozeStore
 from workerlib.policy.snooze import SNOOZE_PRESETS, tomorrow_morning
+from workerlib.runtime.events import Listeners
 from workerlib.runtime.journal import Journal
 from workerlib.runtime.link import Link
 from workerlib.runtime.loops import SHUTDOWN_GRACE_SECS, WorkerLoops
-from workerlib.runtime.registration import register_with_token, reset_changes
+from workerlib.runtime.registration import reset_changes
 from workerlib.runtime.state import (
     Event,
     FinishedJob,
@@ -51,19 +48,15 @@ from workerlib.runtime.state import (
     StatusSnapshot,
     UpdateInfo,
     WorkerState,
-    state_label,
 )
+from workerlib.service import studio
+from workerlib.service.status import StatusFile, capabilities, status_snapshot
 from workerlib.stats import StatsStore, StatsSummary
-from workerlib.update import check_for_update
 from workerlib.updater import (
-    UpdateError,
     UpdateOutcome,
-    UpdateStatus,
-    apply_update,
     detect_installation,
-    fetch_latest,
 )
-from workerlib.wire import Capabilities, build_capabilities
+from workerlib.wire import Capabilities
 
 log = get_logger("worker")
 log_config = get_logger("config")
@@ -73,20 +66,6 @@ EngineFactory = Callable[[Config], Engine]
 
 def _default_engine_factory(config: Config) -> Engine:
     return build_engine(config)
-
-
-def machine_name() -> str:
-    try:
-        return socket.gethostname() or "unknown-host"
-    except OSError:
-        return "unknown-host"
-
-
-def user_name() -> str:
-    try:
-        return getpass.getuser() or "unknown-user"
-    except Exception:  # getpass raises assorted errors when no user can be found
-        return "unknown-user"
 
 
 def _engine_settings(config: Config) -> tuple[Any, ...]:
@@ -121,7 +100,7 @@ class WorkerService:
         self.ship_queue = ShipQueue()
         self.redactor = Redactor()
         self.state = WorkerState(self._emit)
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -142,8 +121,7 @@ class WorkerService:
             self._handlers.append(console)
         self._opened = False
         self._bad_config_stamp: str | None = None
-        self._in_listener_error = False
-        self._status_published = 0.0
+        self._status_file = StatusFile()
         self.policy = Policy(lambda: self.config, SnoozeStore(paths.snooze_file), policy_probes,
                              self._policy_changed)
         self.stats = StatsStore(paths.stats_file)
@@ -392,47 +370,13 @@ class WorkerService:
 
     # -- studio operations ---------------------------------------------------------------
     def capabilities(self) -> Capabilities:
-        config = self.config
-        return build_capabilities(
-            machine_name=machine_name(),
-            username=user_name(),
-            agent_version=__version__,
-            engine=config.engine,
-            vram_total_gb=self.state.vram_total_gb,
-            vram_threshold_gb=config.vram_threshold_gb,
-            # A politeness rule that holds claiming reads as "not enabled" to the studio.
-            auto_enabled=config.auto_enabled and self.policy.hold_reason() is None,
-            auto_start=config.auto_start,
-            models_per_kind=self.engine.models_per_kind(),
-            override=config.supported_models_override,
-            auto_update=config.auto_update_enabled,
-            start_minimised=config.start_minimised,
-            only_when_idle=config.only_when_idle,
-            user_presence=self.policy.user_presence(),
-        )
+        return capabilities(self)
 
     async def register(
         self, bootstrap_token: str | None = None, api_base_url: str | None = None
     ) -> Registration:
         """Register (or re-register) with the studio and save the credentials."""
-        changes: dict[str, Any] = {}
-        if bootstrap_token:
-            changes["bootstrap_token"] = bootstrap_token.strip()
-        if api_base_url:
-            changes["api_base_url"] = api_base_url.strip()
-        if changes:
-            # Validate (and keep) what the user typed before talking to the studio.
-            candidate = self.config.model_copy(update=changes)
-            Config.model_validate(candidate.model_dump())
-            known = [getattr(self.config, k) for k in SECRET_KEYS]
-            self.redactor.set_secrets([*known, changes.get("bootstrap_token", "")])
-        token = changes.get("bootstrap_token") or self.config.bootstrap_token
-        url = changes.get("api_base_url") or self.config.api_base_url
-        if not token:
-            raise ConfigError(self.paths.config_file, "no bootstrap token to register with",
-                              key="bootstrap_token")
-        return await register_with_token(self, StudioClient(self.http, url), token,
-                                         also_save=changes)
+        return await studio.register(self, bootstrap_token, api_base_url)
 
     def reset_registration(self) -> None:
         """Forget this worker's registration (``register --reset``, Start over)."""
@@ -443,77 +387,15 @@ class WorkerService:
         get_logger("register").info("registration reset: this PC will ask the studio again")
 
     async def check_update(self) -> UpdateInfo:
-        assert self._session is not None
-        config = self.config
-        info = await check_for_update(self._session, config.auto_update_feed,
-                                      allow_prerelease=config.auto_update_prerelease)
-        self.state.set_update(info)
-        return info
+        return await studio.check_update(self)
 
     async def apply_update(self, can_start: Callable[[], bool]) -> UpdateOutcome:
         """Install the newest release over this bundle when it is newer (see updater)."""
-        assert self._session is not None
-        config = self.config
-        try:
-            release = await fetch_latest(self._session, config.auto_update_feed,
-                                         allow_prerelease=config.auto_update_prerelease)
-        except UpdateError as exc:
-            return UpdateOutcome(UpdateStatus.FAILED, __version__, None,
-                                 f"update check failed: {exc}")
-        outcome = await apply_update(self._session, release, self.installation,
-                                     can_start=can_start)
-        if outcome.restart:
-            self.restart_requested.set()
-        return outcome
+        return await studio.install_update(self, can_start)
 
     # -- snapshots ------------------------------------------------------------------------
     def status(self) -> StatusSnapshot:
-        config = self.config
-        state = self.state
-        connection = state.connection(registered=config.is_registered(),
-                                      heartbeat_interval=config.heartbeat_interval_secs)
-        busy = state.current_job is not None or bool(state.uploading)
-        paused = not config.auto_enabled
-        hold = self.policy.hold_reason()
-        return StatusSnapshot(
-            version=__version__,
-            worker_id=config.worker_id,
-            api_base_url=config.api_base_url,
-            registered=config.is_registered(),
-            connection=connection,
-            label=state_label(connection, paused=paused, busy=busy,
-                              backend_down=state.backend_problem is not None,
-                              cooling_down=state.cooldown_until is not None,
-                              held=hold is not None, approval=state.approval),
-            paused=paused,
-            busy=busy,
-            current_job=state.current_job,
-            uploading=len(state.uploading),
-            last_heartbeat=state.last_heartbeat,
-            last_ok_heartbeat_at=state.last_ok_heartbeat_at,
-            vram_total_gb=state.vram_total_gb,
-            vram_threshold_gb=config.vram_threshold_gb,
-            engine=self._engine.name if self._engine else config.engine,
-            last_error=state.last_error,
-            backend_problem=state.backend_problem,
-            cooldown_until=state.cooldown_until,
-            last_update=state.last_update,
-            started_at=state.started_at,
-            jobs_completed=state.jobs_completed,
-            jobs_failed=state.jobs_failed,
-            heartbeat_interval_secs=config.heartbeat_interval_secs,
-            running=self.loops is not None,
-            restart_pending=self.restart_pending,
-            pid=os.getpid(),
-            config_path=str(self.paths.config_file),
-            log_file=str(self.paths.log_file),
-            hold=hold,
-            gpus=self.policy.gpus(),
-            user_presence=self.policy.user_presence(),
-            approval=state.approval,
-            protocol=state.protocol,
-            vram_source=state.vram_source,
-        )
+        return status_snapshot(self, self._engine.name if self._engine else self.config.engine)
 
     def recent_jobs(self) -> list[FinishedJob]:
         return self.state.recent_jobs()
@@ -526,59 +408,23 @@ class WorkerService:
         return self.ring.lines()
 
     def publish_status_file(self, *, running: bool = True, force: bool = False) -> None:
-        """Write the live state for ``studio-worker status`` (no secrets in it).
-
-        At most twice a second unless forced: a busy worker finishes many jobs a second.
-        """
-        if self._config is None:
-            return
-        now = time.monotonic()
-        if not force and running and now - self._status_published < 0.5:
-            return
-        self._status_published = now
-        data = self.status().model_dump(mode="json")
-        data["running"] = running
-        data["updated_at"] = time.time()
-        path = self.paths.status_file
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".status.", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle)
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.debug("could not write %s: %s", path, exc)
+        """Write the live state for ``studio-worker status`` (at most twice a second
+        unless forced)."""
+        if self._config is not None:
+            self._status_file.publish(self, running=running, force=force)
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` (on the event loop) for every change; returns unsubscribe."""
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.subscribe(listener)
 
     def _emit(self, event: Event) -> None:
         loop = self._loop
         if loop is not None and threading.get_ident() != self._loop_thread:
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-                loop.call_soon_threadsafe(self._dispatch, event)
+                loop.call_soon_threadsafe(self._listeners.dispatch, event)
             return
-        self._dispatch(event)
-
-    def _dispatch(self, event: Event) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # a broken listener must not stop the worker
-                if not self._in_listener_error:
-                    self._in_listener_error = True
-                    try:
-                        log.exception("an event listener failed on a %s event", event.kind)
-                    finally:
-                        self._in_listener_error = False
+        self._listeners.dispatch(event)
 
     def _on_log_line(self, line: LogLine) -> None:
         self._emit(Event("log", line))
