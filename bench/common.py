@@ -35,11 +35,11 @@ def admin(url: str, path: str, body: object | None = None) -> object:
 
 
 @contextmanager
-def studio_process() -> Iterator[str]:
-    """`studio-worker dev-studio` in its own process; yields its URL."""
+def studio_process(protocol: str = "both") -> Iterator[str]:
+    """`studio-worker dev-studio` (speaking ``protocol``) in its own process; yields its URL."""
     port = free_port()
     proc = subprocess.Popen([PY, "-m", "workerlib", "dev-studio", "--port", str(port),
-                             "--bootstrap-token", TOKEN], cwd=ROOT,
+                             "--bootstrap-token", TOKEN, "--protocol", protocol], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -388,6 +388,8 @@ def cmd_status(paths: Paths) -> int:
         progress = f" {job.progress * 100:.0f}%" if job.progress is not None else ""
         print(f"job:        {job.job_id} {job.kind} · {job.model}{progress} — "
               f"{job.prompt_preview}")
+    if live.uploading:
+        print(f"uploading:  {live.uploading} finished job(s) being handed to the studio")
     print(f"jobs:       {live.jobs_completed} completed, {live.jobs_failed} failed")
     if live.backend_problem:
         print(f"engine:     not claiming — {live.backend_problem}")

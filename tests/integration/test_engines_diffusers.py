@@ -15,9 +15,11 @@ import pytest
 from PIL import Image
 
 from bench.gpu import build_pipeline
+from tests.conftest import ServiceFactory
 from workerlib.config import Config
 from workerlib.engines import CannotServe, DiffusersEngine, EngineError, build_engine
 from workerlib.engines import diffusers as diffusers_engine
+from workerlib.engines.base import DeferredResult, resolve
 from workerlib.engines.settings import DiffusersSettings
 from workerlib.wire import ImageTask, VideoTask
 
@@ -81,16 +83,20 @@ async def test_generate_runs_the_pipeline_with_step_progress(
     assert isinstance(engine, DiffusersEngine)
     await engine.start()
     seen: list[float] = []
-    result = await engine.generate("studio-tiny", task(), seen.append)
+    deferred = await engine.generate("studio-tiny", task(), seen.append)
+    # Encoded by the caller, off the pipeline's thread (the job runner does it beside the
+    # next job).
+    assert isinstance(deferred, DeferredResult)
+    result = resolve(deferred)
     image = Image.open(io.BytesIO(result.data))  # type: ignore[union-attr]
     assert (image.format, image.size, result.ext) == ("PNG", (32, 32), "png")  # type: ignore[union-attr]
     assert seen == [0.0, pytest.approx(0.49), pytest.approx(0.98), 1.0]
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     # Same seed, same image; the pipeline stays loaded between jobs.
-    again = await engine.generate("studio-tiny", task(ext="webp"), lambda _f: None)
+    again = resolve(await engine.generate("studio-tiny", task(ext="webp"), lambda _f: None))
     assert again.ext == "webp"  # type: ignore[union-attr]
     assert Image.open(io.BytesIO(again.data)).convert("RGB").tobytes() != b""  # type: ignore[union-attr]
-    direct = await engine.generate("studio-direct", task(), lambda _f: None)
+    direct = resolve(await engine.generate("studio-direct", task(), lambda _f: None))
     assert direct.data == result.data  # type: ignore[union-attr]
     await engine.close()
 
@@ -117,7 +123,7 @@ async def test_a_single_pipeline_is_loaded_at_start(models_root: Path, tmp_path:
     await asyncio.wait_for(engine.preload, 120)
     loaded = engine._loaded
     assert loaded is not None and loaded[0] == root / TINY
-    result = await engine.generate(TINY, task(), lambda _f: None)
+    result = resolve(await engine.generate(TINY, task(), lambda _f: None))
     assert engine._loaded is loaded  # the job used the preloaded pipeline
     assert Image.open(io.BytesIO(result.data)).size == (32, 32)  # type: ignore[union-attr]
     await engine.close()
@@ -141,7 +147,7 @@ async def test_opt_in_speed_ups_are_applied_when_the_pipeline_loads(
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     engine = make_engine(models_root, compile=True, channels_last=True, fuse_qkv=True)
-    result = await engine.generate("studio-tiny", task(), lambda _f: None)
+    result = resolve(await engine.generate("studio-tiny", task(), lambda _f: None))
     assert Image.open(io.BytesIO(result.data)).size == (32, 32)  # type: ignore[union-attr]
     assert engine._loaded is not None
     pipe = engine._loaded[1]
@@ -193,7 +199,8 @@ async def test_a_timed_out_job_stops_and_the_next_one_runs(models_root: Path) ->
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
-    result = await asyncio.wait_for(engine.generate("studio-tiny", task(), lambda _f: None), 30)
+    result = resolve(await asyncio.wait_for(
+        engine.generate("studio-tiny", task(), lambda _f: None), 30))
     assert Image.open(io.BytesIO(result.data)).size == (32, 32)  # type: ignore[union-attr]
     assert len(steps) < 500  # the cut-off job stopped at its next step, not at its last
     await engine.close()
@@ -229,3 +236,26 @@ async def test_a_broken_pipeline_folder_fails_without_downloading(
         await asyncio.wait_for(engine.generate("studio-tiny", task(), lambda _f: None), 60)
     assert "cannot be loaded" in str(info.value) and info.value.retryable is True
     await engine.close()
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+async def test_the_worker_runs_the_pipeline_and_uploads_webp(
+    models_root: Path, studio: Any, make_service: ServiceFactory, protocol: str
+) -> None:
+    """The whole worker with the real engine: each result is encoded off the pipeline's
+    thread (v1: beside the next job) and reaches the studio as the format it asked for."""
+    jobs = [studio.enqueue(model="studio-tiny", task={
+        "kind": "image", "prompt": f"golem {i}", "width": 32, "height": 32, "steps": 2,
+        "seed": i, "ext": "webp"}) for i in range(3)]
+    service = await make_service(engine="diffusers", protocol=protocol,
+                                 models_root=str(models_root),
+                                 model_map={"studio-tiny": TINY}, diffusers={"device": "cpu"})
+    await service.start()
+    await studio.wait_for(lambda: all(studio.jobs[j].status == "completed" for j in jobs),
+                          timeout=300)
+    for job in jobs:
+        record = studio.jobs[job]
+        assert record.result_ext == "webp" and record.result_bytes is not None
+        image = Image.open(io.BytesIO(record.result_bytes))
+        assert (image.format, image.size) == ("WEBP", (32, 32))
+    await studio.wait_for(lambda: service.journal.entries() == [], timeout=30)

@@ -326,21 +326,28 @@ class Channel:
         job.result_json = frame["result"]
         job.result_prompt = frame["prompt"]
         self.studio.finish(job, "completed")
-        if session.in_flight == job_id:
-            session.in_flight = None
+        self._ended(session, job_id)
 
     def _fail(self, session: Session, frame: dict[str, Any]) -> None:
         job = self._owned(session, frame["jobId"], "fail")
         if job is not None:
             self.studio.release(job, error=frame["error"], retryable=frame["retryable"])
-        if session.in_flight == frame["jobId"]:
+        self._ended(session, frame["jobId"])
+
+    @staticmethod
+    def _ended(session: Session, job_id: str) -> None:
+        """The job is over: the session is free, and the worker is no longer running it
+        whatever its last heartbeat said (the studio offers the next job without waiting
+        for the next heartbeat: the Rust worker sends nothing more after a result)."""
+        if session.in_flight == job_id:
             session.in_flight = None
+        if session.worker.current_job_id == job_id:
+            session.worker.current_job_id = None
 
     def job_done_over_http(self, job: JobRecord) -> None:
         """A binary result arrived through ``complete``: the session is free again."""
         for session in self.sessions.values():
-            if session.in_flight == job.job_id:
-                session.in_flight = None
+            self._ended(session, job.job_id)
         self.schedule_dispatch()
 
     def _release_offer(self, session: Session) -> None:

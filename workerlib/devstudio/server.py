@@ -72,6 +72,7 @@ class _Fault:
     remaining: int
     body: str
     delay: float
+    gate: asyncio.Event | None = None
 
 
 @dataclass
@@ -122,6 +123,8 @@ class DevStudio:
         self.max_attempts = max_attempts
         self.jobs: dict[str, JobRecord] = {}
         self.workers: dict[str, WorkerRecord] = {}
+        self.held: list[RequestRecord] = []
+        """Requests waiting behind an ``inject_fault`` gate (requests lists them once answered)."""
         self.logs: list[dict[str, Any]] = []
         self.requests: list[RequestRecord] = []
         self.url = ""
@@ -218,8 +221,11 @@ class DevStudio:
         count: int = 1,
         body: str = "injected fault",
         delay: float = 0.0,
+        gate: asyncio.Event | None = None,
     ) -> None:
-        """The next ``count`` requests to ``endpoint`` answer ``status`` after ``delay`` s.
+        """The next ``count`` requests to ``endpoint`` answer ``status`` after ``delay`` s
+        (and, with ``gate``, once the test has set it: a request held for as long as a
+        test needs, without a timer).
 
         ``status=0`` only delays; the request is then handled normally.
         """
@@ -230,7 +236,7 @@ class DevStudio:
         if status != 0 and not 100 <= status <= 599:
             raise ValueError(f"status {status} is not an HTTP status")
         self._faults[endpoint].append(_Fault(status=status, remaining=count, body=body,
-                                             delay=delay))
+                                             delay=delay, gate=gate))
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Poll ``predicate`` until it holds; TimeoutError with the studio's state if not.
@@ -346,8 +352,14 @@ class DevStudio:
         record.body = body[:BODY_RECORD_CAP]
         fault = self._take_fault(endpoint)
         if fault is not None:
-            if fault.delay > 0:
+            if fault.delay > 0 or fault.gate is not None:
                 await asyncio.sleep(fault.delay)
+                if fault.gate is not None:
+                    self.held.append(record)
+                    try:
+                        await fault.gate.wait()
+                    finally:
+                        self.held.remove(record)
                 # Handling a request the worker gave up on would e.g. claim a job nobody runs.
                 if request.transport is None or request.transport.is_closing():
                     raise Rejected(499, "client went away during the injected delay")

@@ -27,7 +27,21 @@ class JsonResult:
     value: Any
 
 
-EngineResult = BinaryResult | JsonResult
+@dataclass(frozen=True)
+class DeferredResult:
+    """A binary result not encoded yet: ``encode`` is CPU work (an image to WebP, say) the
+    caller runs in a thread of its own. The job runner runs it off the engine's thread,
+    so the engine can start the next job meanwhile (v1 overlaps it with that job)."""
+
+    encode: Callable[[], BinaryResult]
+
+
+EngineResult = BinaryResult | JsonResult | DeferredResult
+
+
+def resolve(result: EngineResult) -> BinaryResult | JsonResult:
+    """The result in its final form (encodes a ``DeferredResult``; blocking)."""
+    return result.encode() if isinstance(result, DeferredResult) else result
 
 
 class EngineError(Exception):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import gc
 import importlib
 import importlib.util
@@ -31,6 +32,7 @@ from typing import Any
 from workerlib.engines._common import Progress, describe_names, save_image
 from workerlib.engines.base import (
     CannotServe,
+    DeferredResult,
     EngineConfigError,
     EngineError,
     EngineResult,
@@ -402,7 +404,8 @@ class DiffusersEngine:
         images = getattr(output, "images", None)
         if not images:
             raise EngineError("the diffusers pipeline returned no image")
-        return save_image(images[0], task.ext)
+        # Encoded by the caller, off this thread: the next job can start meanwhile.
+        return DeferredResult(functools.partial(save_image, images[0], task.ext))
 
 
 def _dtype_keyword() -> str:

@@ -14,7 +14,14 @@ import threading
 import time
 from typing import Any, Protocol
 
-from workerlib.engines.base import BinaryResult, CannotServe, EngineError, EngineResult
+from workerlib.engines.base import (
+    BinaryResult,
+    CannotServe,
+    DeferredResult,
+    EngineError,
+    EngineResult,
+    JsonResult,
+)
 from workerlib.errors import StudioError, StudioHTTPError
 from workerlib.logs import get_logger
 from workerlib.runtime.host import Host
@@ -40,6 +47,11 @@ CONNECTION_LOST_REASON = "the worker lost its connection to the studio mid-job"
 class Delivery(Protocol):
     """How results and failures reach the studio. Raise ``StudioError`` when they do not."""
 
+    overlaps_uploads: bool
+    """True when the protocol lets the worker take its next job while the last result is
+    still being uploaded (v1: claiming is ours to time; v2: the studio offers the next job
+    only once it has the result, and a worker with a job in flight must reject offers)."""
+
     async def complete(self, job_id: str, prompt: str, result: BinaryResult) -> None: ...
 
     async def complete_json(self, job_id: str, prompt: str, value: Any) -> None: ...
@@ -48,7 +60,16 @@ class Delivery(Protocol):
 
 
 class JobRunner:
-    """Runs claimed jobs for a host; one at a time (the transports see to that)."""
+    """Runs claimed jobs for a host; one generates at a time (the transports see to that).
+
+    Where the protocol allows it (``Delivery.overlaps_uploads``), a generated result is
+    uploaded in a task of its own while the transport takes the next job, so the engine
+    does not wait for the network between two jobs. At most one upload runs beside the
+    generating job: a job whose result is ready waits for the previous upload to end
+    before it starts its own (results go out in order, and memory stays bounded). Every
+    job stays in the journal until the studio has its result or its fail, whichever
+    task that happens in; stopping waits for (or aborts) both.
+    """
 
     def __init__(
         self,
@@ -71,6 +92,9 @@ class JobRunner:
         """The running job has its result and is handing it to the studio: a studio may
         offer the next job before that call returns (v2 waits for it then)."""
         self._abort_reason: str | None = None
+        self.upload: asyncio.Task[None] | None = None
+        """The upload running beside the next job (``overlaps_uploads``), if any."""
+        self._uploading: set[str] = set()
 
     # -- the slot -----------------------------------------------------------------------
     @property
@@ -85,12 +109,26 @@ class JobRunner:
         self.task = asyncio.create_task(self.run(claim, delivery), name=f"job-{claim.job_id}")
         return self.task
 
+    @property
+    def uploading(self) -> bool:
+        return self.upload is not None and not self.upload.done()
+
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """The running job and the upload beside it: what stopping waits for."""
+        return {t for t in (self.task, self.upload) if t is not None and not t.done()}
+
+    async def wait_upload(self) -> None:
+        """Until the upload running beside the jobs (if any) has ended."""
+        upload = self.upload
+        if upload is not None and not upload.done():
+            await asyncio.wait({upload})
+
     def abort(self, reason: str) -> None:
-        """Stop the running job; it is reported as failed (retryable) with ``reason``."""
-        if self.busy:
-            assert self.task is not None
+        """Stop the running job and the upload beside it; each is reported as failed
+        (retryable) with ``reason``."""
+        for task in self.in_flight():
             self._abort_reason = reason
-            self.task.cancel()
+            task.cancel()
 
     def serves(self, kind: str, model: str) -> bool:
         """Whether this worker advertises ``model`` for ``kind`` (what it can really run)."""
@@ -167,15 +205,43 @@ class JobRunner:
             return
         log_gen.info("job %s generated in %.2f s", job_id, time.monotonic() - started,
                      extra=extra)
+        if delivery.overlaps_uploads:
+            try:
+                await self.wait_upload()  # one upload at a time, in order
+            except asyncio.CancelledError:
+                reason = self._abort_reason or SHUTDOWN_REASON
+                await self.report_fail(job_id, reason, retryable=True, delivery=delivery)
+                raise
+            self._uploading.add(job_id)
+            host.state.job_uploading(job_id)
+            self.upload = asyncio.create_task(self._deliver(job_id, prompt, result, delivery),
+                                              name=f"upload-{job_id}")
+            return
         self.delivering = True
+        await self._deliver(job_id, prompt, result, delivery)
+
+    async def _deliver(self, job_id: str, prompt: str, result: EngineResult,
+                       delivery: Delivery) -> None:
         try:
+            if isinstance(result, DeferredResult):
+                try:
+                    result = await asyncio.to_thread(result.encode)
+                except Exception as exc:
+                    log_gen.error("job %s: its result could not be encoded: %s", job_id, exc,
+                                  extra={"job_id": job_id})
+                    await self.report_fail(job_id, f"the result could not be encoded: "
+                                           f"{type(exc).__name__}: {exc}", retryable=True,
+                                           delivery=delivery)
+                    return
             await self._upload(job_id, prompt, result, delivery)
         except asyncio.CancelledError:
             reason = self._abort_reason or SHUTDOWN_REASON
             await self.report_fail(job_id, reason, retryable=True, delivery=delivery)
             raise
+        finally:
+            self._uploading.discard(job_id)
 
-    async def _upload(self, job_id: str, prompt: str, result: EngineResult,
+    async def _upload(self, job_id: str, prompt: str, result: BinaryResult | JsonResult,
                       delivery: Delivery) -> None:
         extra = {"job_id": job_id}
         backoff = Backoff(base=self.retry_base_secs, cap=8 * self.retry_base_secs)
@@ -260,7 +326,7 @@ class JobRunner:
                 (not now and time.monotonic() < self._journal_retry_at):
             return
         for entry in host.journal.entries():
-            if entry.job_id == current:
+            if entry.job_id == current or entry.job_id in self._uploading:
                 continue
             error = entry.error or RESTARTED_REASON
             try:

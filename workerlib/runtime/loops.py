@@ -108,17 +108,20 @@ class WorkerLoops:
         self.wake.set()
         main = self.claim_task()
         if not main.done():
-            if self.job_task is not None:
+            if self.jobs.in_flight():
                 log_claim.info("waiting up to %g s for the running job to finish", drain_secs)
             done, _ = await asyncio.wait({main}, timeout=drain_secs)
             if not done:
-                job = self.job_task
-                if job is not None:
-                    self.jobs.abort(SHUTDOWN_REASON)  # it reports itself failed
-                    await asyncio.wait({job}, timeout=SHUTDOWN_GRACE_SECS)
-                    if not job.done():
-                        job.cancel()  # the studio does not answer: the journal keeps it
-                        await asyncio.wait({job}, timeout=SHUTDOWN_GRACE_SECS)
+                # The running job and the upload beside it (v1), each reports itself failed.
+                jobs = self.jobs.in_flight()
+                if jobs:
+                    self.jobs.abort(SHUTDOWN_REASON)
+                    await asyncio.wait(jobs, timeout=SHUTDOWN_GRACE_SECS)
+                    stuck = {job for job in jobs if not job.done()}
+                    if stuck:
+                        for job in stuck:  # the studio does not answer: the journal keeps it
+                            job.cancel()
+                        await asyncio.wait(stuck, timeout=SHUTDOWN_GRACE_SECS)
                 # The session ends by itself (after its last logs) once no job runs.
                 done, _ = await asyncio.wait({main}, timeout=SHUTDOWN_GRACE_SECS)
                 if not done:
@@ -167,6 +170,8 @@ class WorkerLoops:
 
     async def between_jobs(self) -> bool:
         """Updates are applied and a changed engine rebuilt here, between jobs."""
+        if self._update_ready:
+            await self.jobs.wait_upload()  # a restart must not cut the last upload off
         if self._update_ready and await self._apply_update():
             self.stop_claiming.set()
             return True

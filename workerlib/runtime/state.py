@@ -148,6 +148,8 @@ class StatusSnapshot(_Frozen):
     protocol: ProtocolInfo | None = None
     vram_source: str = "detected"
     """How vram_total_gb was found: "detected" or "set by STUDIO_WORKER_VRAM_GB"."""
+    uploading: int = 0
+    """Finished jobs whose result is still being uploaded while the next job runs (v1)."""
 
 
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -179,6 +181,9 @@ class WorkerState:
         self.current_job: CurrentJob | None = None
         self.current_job_id: str | None = None
         """The running job's id as the studio sent it (CurrentJob.job_id is for display)."""
+        self.uploading: dict[str, tuple[CurrentJob, float]] = {}
+        """Jobs whose result is being handed to the studio while the next one runs (v1),
+        by studio id, with the monotonic time each started."""
         self.recent: deque[FinishedJob] = deque(maxlen=RECENT_JOBS)
         self.last_heartbeat: HeartbeatInfo | None = None
         self.last_ok_heartbeat_at: float | None = None
@@ -279,17 +284,23 @@ class WorkerState:
         """``streak=False``: a failure that says nothing about this worker's health (a job
         it cannot serve) and so does not count towards the cool-down."""
         job = self.current_job
-        if job is None or self.current_job_id != job_id:
-            return None
+        started = self._job_started_mono
+        current = job is not None and self.current_job_id == job_id
+        if not current:
+            if job_id not in self.uploading:
+                return None
+            job, started = self.uploading.pop(job_id)
+        assert job is not None
         finished = FinishedJob(
             job_id=job.job_id, kind=job.kind, model=job.model, prompt_preview=job.prompt_preview,
             outcome=outcome, reason=reason, retryable=retryable,
-            duration_secs=max(0.0, self._clock() - self._job_started_mono),
+            duration_secs=max(0.0, self._clock() - started),
             finished_at=self._wall(),
         )
         self.recent.append(finished)
-        self.current_job = None
-        self.current_job_id = None
+        if current:
+            self.current_job = None
+            self.current_job_id = None
         if outcome == "completed":
             self.jobs_completed += 1
             self.consecutive_failures = 0
@@ -298,9 +309,32 @@ class WorkerState:
             if streak:
                 self.consecutive_failures += 1
         self._emit(Event("finished", finished))
-        self._emit(Event("job", None))
+        if current:
+            self._emit(Event("job", None))
         self._emit(Event("status"))
         return finished
+
+    def job_uploading(self, job_id: str) -> None:
+        """The running job has its result, which is handed to the studio while the next
+        job runs: it is no longer the current job, but counts as in flight until
+        ``job_finished``."""
+        job = self.current_job
+        if job is None or self.current_job_id != job_id:
+            return
+        self.uploading[job_id] = (job.model_copy(update={"progress": 1.0}),
+                                  self._job_started_mono)
+        self.current_job = None
+        self.current_job_id = None
+        self._emit(Event("job", None))
+        self._emit(Event("status"))
+
+    @property
+    def reported_job_id(self) -> str | None:
+        """The job a heartbeat names: the running one, else one whose result is still being
+        uploaded (the studio still holds it for this worker)."""
+        if self.current_job_id is not None:
+            return self.current_job_id
+        return next(iter(self.uploading), None)
 
     def recent_jobs(self) -> list[FinishedJob]:
         """Newest first."""

@@ -24,6 +24,10 @@ class PollingTransport:
     """One v1 session: runs until stopped, idle (``until_idle``) or told to end."""
 
     name = "v1"
+    overlaps_uploads = True
+    """Claiming is the worker's to time: the next job is claimed and runs while the last
+    result is still being uploaded (STUDIO_API.md only says to claim again at once after
+    a job; the studio keeps a claimed job for the worker while its heartbeat is fresh)."""
 
     def __init__(
         self,
@@ -65,9 +69,13 @@ class PollingTransport:
         try:
             return await self._claim_loop()
         finally:
-            self._done.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.flush_logs()
+            try:
+                # The last result's upload ends on this session, heartbeats going on.
+                await self.ctx.jobs.wait_upload()
+            finally:
+                self._done.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await self.flush_logs()
 
     async def _heartbeat_loop(self) -> None:
         """The heartbeat keeps its cadence even while the studio is down: it is the cheap
@@ -79,7 +87,7 @@ class PollingTransport:
             config = host.config
             try:
                 await host.client.heartbeat(config.worker_id, config.auth_token,
-                                            host.capabilities(), host.state.current_job_id)
+                                            host.capabilities(), host.state.reported_job_id)
             except StudioError as exc:
                 unauthorised = isinstance(exc, StudioAuthError)
                 # Logged once going down, and again when the kind of failure changes

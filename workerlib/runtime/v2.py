@@ -107,6 +107,9 @@ class ChannelTransport:
     ``ws_reconnect_attempts``), and returns only for reasons that need the loops."""
 
     name = "v2"
+    overlaps_uploads = False
+    """The studio offers the next job only once it has the last result, and a worker with
+    a job in flight must reject offers as busy (STUDIO_API_V2.md §2.4, §2.7)."""
 
     def __init__(
         self,

@@ -66,7 +66,7 @@ def status_snapshot(service: WorkerService, engine_name: str) -> StatusSnapshot:
     state = service.state
     connection = state.connection(registered=config.is_registered(),
                                   heartbeat_interval=config.heartbeat_interval_secs)
-    busy = state.current_job is not None
+    busy = state.current_job is not None or bool(state.uploading)
     paused = not config.auto_enabled
     hold = service.policy.hold_reason()
     return StatusSnapshot(
@@ -82,6 +82,7 @@ def status_snapshot(service: WorkerService, engine_name: str) -> StatusSnapshot:
         paused=paused,
         busy=busy,
         current_job=state.current_job,
+        uploading=len(state.uploading),
         last_heartbeat=state.last_heartbeat,
         last_ok_heartbeat_at=state.last_ok_heartbeat_at,
         vram_total_gb=state.vram_total_gb,
