@@ -90,3 +90,86 @@ class FramePacer:
     def _recheck(self, _dt: float) -> None:
         self._check_pending = False
         self._apply()
+
+
+PAINT_SHARE = 0.05
+"""Repaints for core events (a job finished, a heartbeat) may take at most this share of
+the loop the worker shares: after a repaint that took C seconds, the next one for events
+waits C / PAINT_SHARE. A GPU repaints in a millisecond, so nothing changes there; software
+GL (no GPU driver, a remote desktop, CI) takes ~0.1 s a repaint, so a stream of short jobs
+shows every 2 s instead of every 0.5 s (and the worker keeps its pace)."""
+MIN_GAP_SECS = 0.5
+MAX_GAP_SECS = 2.0
+"""The bounds of that wait: the window never lags what it shows by more than this."""
+
+
+class PaintMeter:
+    """How long the window's repainting frames take and when the last one ended: from
+    ``frame_started`` (the frame's clock tick: the refresh, new label textures, layout)
+    through drawing the canvas and swapping buffers (in software GL the swap is where the
+    pixels are made).
+
+    ``attach(window)`` times the real window; tests call ``started``/``ended``.
+    """
+
+    def __init__(self, now: Callable[[], float] = time.monotonic,
+                 frame_started: Callable[[], float] | None = None) -> None:
+        self._now = now
+        self._frame_started = frame_started or now
+        self.cost = 0.0
+        """Seconds per repaint: the last one, or less after a sudden spike."""
+        self.ended_at: float | None = None
+        self._started_at: float | None = None
+        self._detach: Callable[[], None] | None = None
+
+    def started(self, *_args: Any) -> None:
+        self._started_at = self._frame_started()
+
+    def ended(self) -> None:
+        if self._started_at is None:
+            return
+        now = self._now()
+        sample = now - self._started_at
+        self._started_at = None
+        # Up at once, down gently: one cheap repaint does not open the gates.
+        self.cost = sample if sample >= self.cost else 0.7 * self.cost + 0.3 * sample
+        self.ended_at = now
+
+    def gap(self) -> float:
+        """How far apart event-driven repaints should be, from what they cost."""
+        return min(MAX_GAP_SECS, max(MIN_GAP_SECS, self.cost / PAINT_SHARE))
+
+    def wait(self) -> float:
+        """How long from now until the next event-driven repaint (at least MIN_GAP_SECS)."""
+        if self.ended_at is None:
+            return MIN_GAP_SECS
+        return max(MIN_GAP_SECS, self.ended_at + self.gap() - self._now())
+
+    def attach(self, window: Any) -> None:
+        """Time ``window``'s repaints: on_draw's handlers run before it draws; the swap is
+        its ``flip`` (Kivy calls ``self.flip()`` from ``on_flip``)."""
+        flip = window.flip
+
+        def timed_flip() -> None:
+            try:
+                flip()
+            finally:
+                self.ended()
+
+        own = window.__dict__.get("flip")  # None: the class's method
+        window.fbind("on_draw", self.started)
+        window.flip = timed_flip
+
+        def detach() -> None:
+            window.funbind("on_draw", self.started)
+            if own is None:
+                window.__dict__.pop("flip", None)
+            else:
+                window.flip = own
+
+        self._detach = detach
+
+    def detach(self) -> None:
+        if self._detach is not None:
+            self._detach()
+            self._detach = None

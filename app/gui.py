@@ -25,7 +25,7 @@ from kivymd.uix.tab import MDTabsItem
 from app import widgets  # noqa: F401  (registers Reveal for the kv files)
 from app.attach import Background
 from app.calm import calm_down
-from app.frames import FramePacer
+from app.frames import FramePacer, PaintMeter
 from app.memory import trim
 from app.screens import SCREENS, StatusScreen, TabScreen
 from app.tray import Tray, TrayCommands, TrayState, default_tray, tray_state
@@ -43,9 +43,6 @@ __all__ = ["TITLE", "Background", "StudioWorkerApp"]
 
 log = logging.getLogger("workerlib.ui")
 
-REFRESH_SECS = 0.5
-"""Core events are coalesced into at most one UI refresh (one repaint) per this many
-seconds: during a burst of short jobs each repaint holds the shared loop."""
 TICK_SECS = 1.0
 """Elapsed times, a stale heartbeat (the red tray icon) and raise requests."""
 TRAY_WAIT_SECS = 20.0
@@ -125,8 +122,12 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Callable[[], None] | None = None
         self._ticker: ClockEvent | None = None
-        self._trigger = Clock.create_trigger(self._refresh, REFRESH_SECS)
+        self._refresh_due: ClockEvent | None = None
+        """Core events are coalesced into one UI refresh (one repaint) at most every 0.5 s,
+        or further apart when repaints are slow (app.frames.PaintMeter): during a burst
+        of short jobs each repaint holds the loop the worker shares."""
         self.pacer: FramePacer | None = None
+        self.paints = PaintMeter(now=Clock.time, frame_started=Clock.get_time)
         self._minimised_by_user = False
         self.shell: AppShell | None = None
         self._tray_updated = 0.0
@@ -151,6 +152,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         self._update_link()
         self._loop = asyncio.get_running_loop()
         Window.bind(on_request_close=self._on_request_close)
+        self.paints.attach(Window)
         self.pacer = FramePacer(lambda fps: setattr(Clock, "_max_fps", fps), Clock.schedule_once)
         Window.bind(on_motion=self.pacer.poke, on_key_down=self.pacer.poke,
                     on_textinput=self.pacer.poke, on_minimize=self._on_minimize,
@@ -182,7 +184,10 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
-        self._trigger.cancel()
+        if self._refresh_due is not None:
+            self._refresh_due.cancel()
+            self._refresh_due = None
+        self.paints.detach()
         for task in list(self._tasks):
             task.cancel()
 
@@ -346,7 +351,9 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
     # -- core events → coalesced refreshes --------------------------------------------------
     def _on_event(self, event: Event) -> None:
         self._pending.add(event.kind)
-        self._trigger()
+        if self._refresh_due is None:
+            # When is decided now: repaints meanwhile (scrolling) do not push it back.
+            self._refresh_due = Clock.schedule_once(self._refresh, self.paints.wait())
         if event.kind == "status":
             now = time.monotonic()
             if now - self._tray_updated >= TRAY_MIN_SECS:
@@ -354,6 +361,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
                 self._update_tray()
 
     def _refresh(self, _dt: float = 0.0) -> None:
+        self._refresh_due = None
         kinds, self._pending = self._pending, set()
         self.refresh_count += 1
         self._update_tray()
@@ -370,11 +378,16 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
 
     def _tick(self, _dt: float) -> None:
         screen = self.screens.get(self.current_tab)
-        if screen is not None and screen.ticks and self.visible:
+        if screen is not None and screen.ticks and self.visible and self._may_tick():
             screen.refresh()
         self._update_tray()  # a heartbeat going stale changes nothing else
         if take_raise_request(self.service.paths.state_dir):
             self.bring_to_front()
+
+    def _may_tick(self) -> bool:
+        """A ticking tab (elapsed times) repaints at most as often as events may."""
+        ended = self.paints.ended_at
+        return ended is None or Clock.time() - ended >= self.paints.gap() - TICK_SECS / 2
 
     def bring_to_front(self) -> None:
         """Open Window in the tray, or a second launch (which exits after asking)."""

@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.frames import ACTIVE_SECS, FPS, FramePacer, clock_max_fps, mode_for
+import pytest
+
+from app.frames import (
+    ACTIVE_SECS,
+    FPS,
+    MAX_GAP_SECS,
+    MIN_GAP_SECS,
+    PAINT_SHARE,
+    FramePacer,
+    PaintMeter,
+    clock_max_fps,
+    mode_for,
+)
 
 
 class FakeClock:
@@ -68,3 +80,63 @@ def test_input_raises_the_rate_and_quiet_lowers_it_hiding_drops_it() -> None:
     changes = len(clock.max_fps)
     pacer.set_visible(True)
     assert len(clock.max_fps) == changes, "the clock is only touched on a change"
+
+
+def test_paint_meter_spaces_event_repaints_by_what_they_cost() -> None:
+    clock = FakeClock()
+    meter = PaintMeter(now=lambda: clock.now)
+    assert meter.wait() == MIN_GAP_SECS  # nothing drawn yet
+    meter.ended()  # a swap without a draw is not a repaint
+    assert meter.ended_at is None
+    meter.started()
+    clock.now += 0.001  # a GPU
+    meter.ended()
+    assert meter.gap() == MIN_GAP_SECS and meter.wait() == MIN_GAP_SECS
+    meter.started()
+    clock.now += 0.05
+    meter.ended()
+    assert meter.gap() == pytest.approx(0.05 / PAINT_SHARE)
+    meter.started()
+    clock.now += 0.12  # software GL
+    meter.ended()
+    assert meter.gap() == MAX_GAP_SECS
+    assert meter.wait() == pytest.approx(MAX_GAP_SECS)
+    clock.now += 1.0
+    assert meter.wait() == pytest.approx(MAX_GAP_SECS - 1.0)
+    clock.now += 10
+    assert meter.wait() == MIN_GAP_SECS
+    # One cheap repaint lowers the estimate only gently.
+    meter.started()
+    clock.now += 0.001
+    meter.ended()
+    assert meter.cost > 0.08
+
+
+def test_paint_meter_times_a_window_and_lets_it_go() -> None:
+    class Window:
+        def __init__(self) -> None:
+            self.handlers: list[Callable[..., Any]] = []
+            self.flips = 0
+
+        def fbind(self, _event: str, handler: Callable[..., Any]) -> None:
+            self.handlers.append(handler)
+
+        def funbind(self, _event: str, handler: Callable[..., Any]) -> None:
+            self.handlers.remove(handler)
+
+        def flip(self) -> None:
+            clock.now += 0.1
+            self.flips += 1
+
+    clock = FakeClock()
+    window = Window()
+    meter = PaintMeter(now=lambda: clock.now)
+    meter.attach(window)
+    for handler in window.handlers:
+        handler(window)
+    window.flip()
+    assert window.flips == 1 and meter.cost == pytest.approx(0.1)
+    meter.detach()
+    assert window.handlers == [] and "flip" not in window.__dict__
+    window.flip()
+    assert window.flips == 2 and meter.ended_at == clock.now - 0.1
