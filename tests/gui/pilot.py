@@ -65,8 +65,12 @@ class Pilot:
         await self.wait_for(lambda: Clock.frames_displayed >= target, 10, f"{count} frames")
 
     async def settle(self) -> None:
-        """Let coalesced refreshes (every 0.25 s) and the next frames happen."""
-        await asyncio.sleep(0.3)
+        """Let the pending coalesced refresh (0.5–2 s away: app.frames.PaintMeter) run,
+        then the next frames: what has happened so far is on screen."""
+        app = self.app
+        if app._refresh_due is not None or app._pending:
+            count = app.refresh_count
+            await self.wait_for(lambda: app.refresh_count > count, 10, "the pending refresh")
         await self.frames(2)
 
     # -- reading ----------------------------------------------------------------------------
