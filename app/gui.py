@@ -24,7 +24,7 @@ from kivymd.uix.tab import MDTabsItem
 
 from app import widgets  # noqa: F401  (registers Reveal for the kv files)
 from app.attach import Background
-from app.calm import calm_down, flatten
+from app.calm import calm_down
 from app.frames import FramePacer
 from app.memory import trim
 from app.screens import SCREENS, StatusScreen, TabScreen
@@ -51,6 +51,9 @@ TICK_SECS = 1.0
 TRAY_WAIT_SECS = 20.0
 """A window started hidden comes back (minimised) if the tray is not up by then. Where
 no tray host exists the tray says so at once; this is for a host that never answers."""
+SETTLED_SECS = 3.0
+"""After start-up (the window built and drawn, the worker started), the heap's one-off
+allocations are given back to the system (app.memory.trim) once, this long after start."""
 TRAY_MIN_SECS = 0.1
 """The tray icon follows status changes at once, at most this often (it draws nothing
 in the window, and a short red spell must not be coalesced away)."""
@@ -135,7 +138,6 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
         calm_down(self.theme_cls)
         load_kv()
         root = AppShell()
-        flatten(root)
         self.tabs = {item.name: item for item in root.ids.tabs.get_tabs_list()}
         # Tabs are built on first visit (see screen()); Status is the first one shown.
         self.shell = root
@@ -162,6 +164,7 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
             self._set_window_state("hidden")
         self._tray_wait_until = time.monotonic() + TRAY_WAIT_SECS
         self._tray_waiting = Clock.schedule_interval(self._wait_for_tray, 0.1)
+        Clock.schedule_once(lambda _dt: trim(), SETTLED_SECS)
 
     def on_stop(self) -> None:
         Window.unbind(on_request_close=self._on_request_close)
@@ -305,7 +308,6 @@ class StudioWorkerApp(MDApp):  # type: ignore[misc]  # kivy ships no types
             self._stale.discard(name)  # attach() renders the current state
             screen.attach(self)
             assert self.shell is not None, "screens are built from build() on"
-            flatten(screen)
             self.shell.ids.screens.add_widget(screen)
         return screen
 

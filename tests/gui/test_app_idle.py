@@ -95,6 +95,24 @@ async def test_nothing_is_drawn_for_transparent_backgrounds_or_shadows(
         assert transparent > 5 and painted >= 1, name
 
 
+async def test_a_button_makes_its_touch_ripple_on_its_first_touch_only(
+    studio: Any, make_service: ServiceFactory, start_gui: StartGui,
+) -> None:
+    """KivyMD 2 gives each button an offscreen buffer and a shader for its ripple as it
+    is built (~0.8 MB each in software GL); here they wait for the first touch."""
+    service = await make_service()
+    pilot = await start_gui(service, tray_factory=fake_tray())
+    ids = pilot.ids()
+    buttons = [ids.pause_button, ids.snooze_1h, ids.snooze_4h, ids.snooze_tomorrow]
+    assert all(button.fbo is None for button in buttons)
+    await pilot.click(ids.snooze_4h)
+    await pilot.wait_for(lambda: ids.snooze_4h.fbo is not None, 10, "the ripple's buffer")
+    await pilot.wait_for(lambda: ids.snooze_4h._anim_state == "off", 10, "the ripple ends")
+    assert ids.pause_button.fbo is None
+    await pilot.click(ids.resume_button)  # a second button still ripples and works
+    await pilot.wait_for(lambda: not pilot.screen("status").view.snoozed, 10, "resumed")
+
+
 async def test_hidden_the_window_draws_nothing_and_catches_up_when_shown(
     studio: Any, make_service: ServiceFactory, start_gui: StartGui,
 ) -> None:
