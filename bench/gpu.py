@@ -21,6 +21,10 @@ It prints one JSON line per phase (medians over the rounds, GPU utilisation samp
 through NVML when present), one for the pipeline load and the worker's first result
 after start, and a summary line with the ratios and the goals (issue 16).
 
+Each phase holds its own copy of the pipeline (the bare loop, the engine, each variant,
+each protocol's worker): SDXL in float16 takes ~7 GiB a copy; on a smaller card measure
+fewer at a time (``--protocols v1``, fewer ``--variants``).
+
 On a GPU machine with torch and transformers but without diffusers, pydantic, tomlkit
 or platformdirs, bring those as wheels: ``bench/gpu-wheels.sh`` here, then there
 ``python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl`` and
