@@ -21,6 +21,10 @@ It prints one JSON line per phase (medians over the rounds, GPU utilisation samp
 through NVML when present), one for the pipeline load and the worker's first result
 after start, and a summary line with the ratios and the goals (issue 16).
 
+Each phase holds its own copy of the pipeline (the bare loop, the engine, each variant,
+each protocol's worker): SDXL in float16 takes ~7 GiB a copy; on a smaller card measure
+fewer at a time (``--protocols v1``, fewer ``--variants``).
+
 On a GPU machine with torch and transformers but without diffusers, pydantic, tomlkit
 or platformdirs, bring those as wheels: ``bench/gpu-wheels.sh`` here, then there
 ``python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl`` and
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -54,6 +59,11 @@ MODEL = "bench-pipeline"
 PROMPT = "a stone golem in a mossy forest"
 GOAL_RATIO = 0.97
 FIRST_RESULT_SLACK_S = 2.0
+SETTLE_S = 2.5
+"""After each worker batch, before the next phase is timed (the worker's trailing work)."""
+# Every phase makes one image untimed before its clock starts, every round: whichever
+# phase came first after the others measured ~5-20 % slower on the CPU (the order, not
+# the phase: swapping bare and engine swapped the gap), so every phase starts warm.
 
 # name: (pipeline class, default size, default steps, builder arguments)
 SHAPES: dict[str, dict[str, Any]] = {
@@ -298,18 +308,22 @@ class Bench:
     def bare_round(self, pipe: Any, seed: int) -> None:
         import torch
 
+        def image(i: int) -> None:
+            picture = pipe(
+                prompt=PROMPT, width=self.size, height=self.size,
+                num_inference_steps=self.steps, guidance_scale=7.5,
+                generator=torch.Generator(device="cpu").manual_seed(seed + i),
+                output_type="pil",
+            ).images[0]
+            buf = io.BytesIO()
+            picture.save(buf, format="WEBP")
+
+        image(-1)  # untimed: every phase starts its clock warm (see SETTLE_S)
         util: list[float] = []
         with self.sampler.sampling(util):
             started = time.perf_counter()
             for i in range(self.args.jobs):
-                image = pipe(
-                    prompt=PROMPT, width=self.size, height=self.size,
-                    num_inference_steps=self.steps, guidance_scale=7.5,
-                    generator=torch.Generator(device="cpu").manual_seed(seed + i),
-                    output_type="pil",
-                ).images[0]
-                buf = io.BytesIO()
-                image.save(buf, format="WEBP")
+                image(i)
             elapsed = time.perf_counter() - started
         self.record("bare", elapsed / self.args.jobs, util)
 
@@ -323,6 +337,7 @@ class Bench:
         def progress(fraction: float) -> None:  # what the worker does: hop to the loop
             loop.call_soon_threadsafe(seen.append, fraction)
 
+        resolve(await engine.generate(MODEL, self.task(seed - 1), progress))  # untimed
         util: list[float] = []
         with self.sampler.sampling(util):
             started = time.perf_counter()
@@ -435,16 +450,23 @@ class Bench:
                 for index, others in enumerate(rounds):
                     await others()
                     for protocol, service in services.items():
+                        assert service.loops is not None
+                        await asyncio.to_thread(admin, urls[protocol], "/admin/jobs", {
+                            "model": MODEL, "count": 1, "task": job})  # untimed
+                        service.loops.wake.set()
+                        await until(protocol, (index + 1) * (self.args.jobs + 1) - self.args.jobs)
                         util: list[float] = []
                         with self.sampler.sampling(util):
                             began = time.perf_counter()
                             await asyncio.to_thread(admin, urls[protocol], "/admin/jobs", {
                                 "model": MODEL, "count": self.args.jobs, "task": job})
-                            assert service.loops is not None
                             service.loops.wake.set()
-                            await until(protocol, (index + 1) * self.args.jobs)
+                            await until(protocol, (index + 1) * (self.args.jobs + 1))
                             elapsed = time.perf_counter() - began
                         self.record(f"worker-{protocol}", elapsed / self.args.jobs, util)
+                        # What a worker does after a batch (logs shipped each second, stats
+                        # rows written within one) must not land on the next phase's clock.
+                        await asyncio.sleep(SETTLE_S)
             finally:
                 for service in services.values():
                     await service.close()
@@ -461,7 +483,18 @@ class Bench:
         with studio_process() as url:
             self.cold_starts(url)
         pipe = self.load_bare()
-        self.bare_round(pipe, 0)  # the bare loop's own first call, untimed below
+        # The bare loop runs on a thread of its own for the whole run, as each engine's
+        # pipeline does: the same placement for every phase (a pipeline called from
+        # several threads in turn, or from the thread that also runs the event loop,
+        # measured noisier and slower here, and that is not the worker's cost).
+        bare_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                            thread_name_prefix="bare")
+        loop = asyncio.get_running_loop()
+
+        async def bare_round(seed: int) -> None:
+            await loop.run_in_executor(bare_thread, self.bare_round, pipe, seed)
+
+        await bare_round(0)  # the bare loop's own first call, untimed below
         self.times.clear()
         self.util.clear()
         engines: dict[str, Any] = {"engine": DiffusersEngine(self.models,
@@ -476,7 +509,7 @@ class Bench:
         def round_of(index: int) -> Callable[[], Any]:
             async def others() -> None:
                 seed = 1000 * (index + 1)
-                self.bare_round(pipe, seed)
+                await bare_round(seed)
                 for phase, engine in engines.items():
                     await self.engine_round(phase, engine, seed)
             return others
@@ -489,6 +522,7 @@ class Bench:
             await self.worker_rounds(urls, [round_of(i) for i in range(self.args.rounds)])
         for engine in engines.values():
             await engine.close()
+        bare_thread.shutdown()
         self.report()
 
     def report(self) -> None:

@@ -14,7 +14,8 @@ GPU_NOTE = ("CPU form only: a tiny random-weight pipeline on this machine's CPU 
 
 def run(quick: bool) -> list[Row]:
     argv = [PY, str(ROOT / "bench" / "gpu.py"), "--shape", "tiny", "--device", "cpu",
-            "--rounds", "2" if quick else "3", "--jobs", "3" if quick else "4",
+            # Enough rounds to see past a shared machine's noise (3 × 4 images did not).
+            "--rounds", "2" if quick else "6", "--jobs", "3" if quick else "6",
             "--cold-starts", "1" if quick else "3"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800,
                           check=True)

@@ -446,16 +446,23 @@ def cmd_resume(paths: Paths) -> int:
 
 
 def cmd_stats(paths: Paths, as_json: bool) -> int:
-    from workerlib.stats import StatsStore, summarise, text_report
+    """The running worker's figures (up to its last job) through the control API; with
+    none running, the stats file it left."""
+    from workerlib.stats import StatsStore, StatsSummary, summarise, text_report
 
     now = time.time()
-    if paths.stats_file.exists():
+    client = control_client(paths)
+    summary: StatsSummary | None = None
+    if client is not None:
+        with contextlib.suppress(WorkerGone):
+            summary = client.stats()
+    if summary is None and paths.stats_file.exists():
         store = StatsStore(paths.stats_file)
         try:
             summary = store.summary(now)
         finally:
             store.close()
-    else:
+    if summary is None:
         summary = summarise([], now)
     print(summary.model_dump_json(indent=2) if as_json else text_report(summary))
     return EXIT_OK

@@ -167,7 +167,8 @@ class Config(BaseModel):
         "eldenring.exe or *.exe (checked every few seconds).", "Politeness",
     )
     pause_while_fullscreen: bool = _field(
-        False, "Do not claim while a full-screen app is in front (X11 and Windows).",
+        False, "Do not claim while a full-screen app is in front on the primary display "
+        "(X11 and Windows).",
         "Politeness",
     )
     schedule: list[str] = _field(

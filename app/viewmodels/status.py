@@ -131,14 +131,20 @@ def badge_text(snapshot: StatusSnapshot) -> str:
 
 
 def current_job_text(snapshot: StatusSnapshot, now: float) -> str:
+    """The running job; a finished job's result still uploading beside it (v1) is named
+    after it, so the card never says "No job running" while a result is on its way."""
     job = snapshot.current_job
+    uploading = "the last result is uploading" if snapshot.uploading == 1 else \
+        f"{snapshot.uploading} results uploading"
     if job is None:
-        return "No job running"
+        return f"No job running — {uploading}" if snapshot.uploading else "No job running"
     parts = [f"{job.kind} · {job.model}", duration(now - job.started_at)]
     if job.progress is not None:
         parts.append(f"{job.progress * 100:.0f}%")
     if job.prompt_preview:
         parts.append(job.prompt_preview)
+    if snapshot.uploading:
+        parts.append(uploading)
     return " — ".join(parts)
 
 

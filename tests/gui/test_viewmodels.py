@@ -91,6 +91,21 @@ async def test_status_formats_a_connected_idle_worker(service: WorkerService) ->
     assert not view.show_start and view.problem == ""
 
 
+async def test_status_names_a_result_still_uploading(service: WorkerService) -> None:
+    from workerlib.runtime.state import CurrentJob
+
+    vm = StatusViewModel(service)
+    view = vm.render(snapshot(busy=True, label="Busy", uploading=1), running=True, now=NOW)
+    assert view.badge == "Busy"
+    assert view.current_job == "No job running — the last result is uploading"
+    job = CurrentJob(job_id="j-2", kind="image", model="sdxl", prompt_preview="a golem",
+                     started_at=NOW - 3, progress=0.5)
+    view = vm.render(snapshot(busy=True, label="Busy", current_job=job, uploading=1),
+                     running=True, now=NOW)
+    assert view.current_job.startswith("image · sdxl")
+    assert view.current_job.endswith("50% — a golem — the last result is uploading")
+
+
 async def test_status_shows_the_approval_wait_coarsely_and_the_protocol(
     service: WorkerService
 ) -> None:

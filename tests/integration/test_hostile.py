@@ -79,7 +79,9 @@ async def test_a_redirected_complete_is_never_followed(
     # Reported retryable after the bounded retries, requeued, then completed for real.
     [failure] = studio.jobs[job].fail_history
     assert failure["retryable"] is True and "redirect" in failure["error"]
-    assert service.status().jobs_completed == 1 and service.status().jobs_failed == 1
+    # (counted by the worker once it has read the studio's answer)
+    await studio.wait_for(lambda: service.status().jobs_completed == 1)
+    assert service.status().jobs_failed == 1
 
 
 async def test_a_redirected_heartbeat_is_a_failure_not_a_success(

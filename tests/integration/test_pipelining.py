@@ -40,6 +40,18 @@ def image(prompt: str) -> dict[str, Any]:
     return {"kind": "image", "prompt": prompt, "width": 16, "height": 16, "ext": "png"}
 
 
+async def held_upload(studio: Any, make_service: ServiceFactory,
+                      prompt: str) -> tuple[str, asyncio.Event, Any]:
+    """A started worker whose one job's upload the studio holds until the gate opens."""
+    job = studio.enqueue(model="synthetic", task=image(prompt))
+    gate = asyncio.Event()
+    studio.inject_fault("complete", status=0, gate=gate)
+    service = await make_service()
+    await service.start()
+    await studio.wait_for(lambda: len(completes(studio)) == 1, timeout=30)
+    return job, gate, service
+
+
 async def test_next_job_runs_while_the_last_result_uploads(
     studio: Any, make_service: ServiceFactory
 ) -> None:
@@ -79,12 +91,7 @@ async def test_next_job_runs_while_the_last_result_uploads(
 async def test_stopping_waits_for_the_upload(
     studio: Any, make_service: ServiceFactory
 ) -> None:
-    job = studio.enqueue(model="synthetic", task=image("last one"))
-    gate = asyncio.Event()
-    studio.inject_fault("complete", status=0, gate=gate)
-    service = await make_service()
-    await service.start()
-    await studio.wait_for(lambda: len(completes(studio)) == 1, timeout=30)
+    job, gate, service = await held_upload(studio, make_service, "last one")
     stopping = asyncio.create_task(service.stop(drain_secs=600))
     # Heartbeats go on while the worker drains, and it does not stop before the upload ends.
     worker = studio.workers[service.config.worker_id]
@@ -101,12 +108,7 @@ async def test_stopping_waits_for_the_upload(
 async def test_an_upload_cut_off_by_the_drain_is_reported_retryable(
     studio: Any, make_service: ServiceFactory
 ) -> None:
-    job = studio.enqueue(model="synthetic", task=image("cut off"))
-    gate = asyncio.Event()
-    studio.inject_fault("complete", status=0, gate=gate)
-    service = await make_service()
-    await service.start()
-    await studio.wait_for(lambda: len(completes(studio)) == 1, timeout=30)
+    job, gate, service = await held_upload(studio, make_service, "cut off")
     await service.stop(drain_secs=0.2)
     gate.set()
     failure = studio.jobs[job].fail_history[0]

@@ -49,9 +49,17 @@ async def test_a_whole_session_writes_no_secret_anywhere(
     for prompt in ("ok one", "please fail", "ok two"):
         studio.enqueue(model="synthetic", task={"kind": "image", "prompt": prompt})
     await service.start(until_idle=True)
-    await studio.wait_for(lambda: any(r.endpoint == "heartbeat" and r.status == 502
-                                      for r in studio.requests), 10)
-    service.publish_status_file(force=True)
+
+    def failing_heartbeat_published() -> bool:
+        # Once the worker has taken in the error page (not just once the studio sent it),
+        # write status.json as the worker does while the error is the latest heartbeat.
+        heartbeat = service.state.last_heartbeat
+        if heartbeat is None or heartbeat.ok:
+            return False
+        service.publish_status_file(force=True)
+        return True
+
+    await studio.wait_for(failing_heartbeat_published)
     live_status = service.paths.status_file.read_text()
     where = resolve_paths(str(service.paths.config_file)).status_file
     where.parent.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,7 @@ async def test_the_first_heartbeat_is_sent_at_start_not_one_interval_later(
     worker_id = service.config.worker_id
     await service.start()
     await studio.wait_for(lambda: studio.workers[worker_id].heartbeats >= 1)
-    assert service.status().connection is Connection.CONNECTED
+    await studio.wait_for(lambda: service.status().connection is Connection.CONNECTED)
 
 
 async def test_paused_worker_heartbeats_but_never_claims(

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,10 +26,19 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def display() -> Iterator[str]:
+    yield from _xvfb("640x480")
+
+
+@pytest.fixture
+def wide_display() -> Iterator[str]:
+    yield from _xvfb("1280x480")
+
+
+def _xvfb(size: str) -> Iterator[str]:
     read, write = os.pipe()
     # -noreset: an X server without clients resets itself, and its idle timer with it (a
     # desktop always has clients; this one has only our short-lived connections).
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "640x480x24",
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", f"{size}x24",
                                "-nolisten", "tcp", "-noreset"], pass_fds=(write,),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
@@ -113,5 +123,56 @@ def test_full_screen_window_in_front(display: str) -> None:
         window.destroy()  # the property still names it: the probe must not fall over
         dpy.sync()
         assert probe.fullscreen_app() is None
+    finally:
+        dpy.close()
+
+
+def _set_monitor(dpy: Any, name: str, x: int, *, primary: bool) -> None:
+    """Define a 640×480 RandR 1.5 monitor at ``x`` (what ``xrandr --setmonitor`` does;
+    python-xlib's own SetMonitor cannot pack its monitor field)."""
+    from Xlib.ext import randr
+    from Xlib.protocol import rq
+
+    class MonitorField(rq.ValueField):
+        structcode = None
+
+        def pack_value(self, val: Any) -> tuple[bytes, None, None]:
+            return randr.MonitorInfo.to_binary(**val), None, None
+
+    class SetMonitor(rq.Request):
+        _request = rq.Struct(rq.Card8("opcode"), rq.Opcode(43), rq.RequestLength(),
+                             rq.Window("window"), MonitorField("monitor_info"))
+
+    root = dpy.screen().root
+    SetMonitor(display=dpy.display, opcode=dpy.display.get_extension_major(randr.extname),
+               window=root, monitor_info={
+                   "name": dpy.intern_atom(name), "primary": primary, "automatic": False,
+                   "x": x, "y": 0, "width_in_pixels": 640, "height_in_pixels": 480,
+                   "width_in_millimeters": 340, "height_in_millimeters": 255, "crtcs": []})
+    dpy.sync()
+
+
+def test_a_full_screen_window_counts_only_on_the_primary_monitor(wide_display: str) -> None:
+    from Xlib import X, Xatom
+    from Xlib import display as xdisplay
+
+    probe = detect_fullscreen_probe({"DISPLAY": wide_display}, "linux")
+    dpy = xdisplay.Display(wide_display)
+    try:
+        _set_monitor(dpy, "DESK", 0, primary=True)
+        _set_monitor(dpy, "TV", 640, primary=False)
+        root = dpy.screen().root
+        # A film full screen on the second monitor while the person works on the first.
+        window = root.create_window(640, 0, 640, 480, 0, X.CopyFromParent)
+        window.change_property(dpy.intern_atom("WM_NAME"), Xatom.STRING, 8, b"film")
+        window.change_property(dpy.intern_atom("_NET_WM_STATE"), Xatom.ATOM, 32,
+                               [dpy.intern_atom("_NET_WM_STATE_FULLSCREEN")])
+        root.change_property(dpy.intern_atom("_NET_ACTIVE_WINDOW"), Xatom.WINDOW, 32,
+                             [window.id])
+        dpy.sync()
+        assert probe.fullscreen_app() is None
+        window.configure(x=0)  # the same window moved to the primary monitor
+        dpy.sync()
+        assert probe.fullscreen_app() == "film"
     finally:
         dpy.close()

@@ -1,8 +1,10 @@
 """``pause_while_fullscreen``: is a full-screen app in front where the platform can tell.
 
 X11: the window manager's ``_NET_ACTIVE_WINDOW`` carries ``_NET_WM_STATE_FULLSCREEN``
-(read with python-xlib, whose X errors are exceptions: a window that closes mid-query
-cannot end the worker the way Xlib's default error handler would). Windows:
+and its centre lies on the primary monitor (RandR 1.5 monitors; without RandR, or with
+no monitor list, the whole screen is the primary display). Read with python-xlib, whose
+X errors are exceptions: a window that closes mid-query cannot end the worker the way
+Xlib's default error handler would. Windows:
 ``SHQueryUserNotificationState`` says a full-screen Direct3D app or a presentation runs.
 Elsewhere (Wayland, macOS) it cannot be told: the rule then never holds, and says so.
 """
@@ -65,11 +67,48 @@ class X11FullscreenProbe:
             fullscreen = dpy.intern_atom("_NET_WM_STATE_FULLSCREEN")
             if state is None or fullscreen not in list(state.value):
                 return None
+            if not _centre_on(_window_rect(root, window), _primary_monitor(dpy, root)):
+                return None  # full screen on another monitor: the person may be working here
             return _window_name(dpy, window) or "a full-screen app"
         except (XError, OSError, ValueError):
             return None  # the window went away meanwhile
         finally:
             dpy.close()
+
+
+Rect = tuple[int, int, int, int]
+"""x, y, width, height in root-window pixels."""
+
+
+def _primary_monitor(dpy: Any, root: Any) -> Rect | None:
+    """The primary monitor (the first one listed when none is marked); None when the
+    server cannot list monitors (then the whole screen counts as the primary display)."""
+    if not dpy.has_extension("RANDR"):
+        return None
+    try:
+        monitors = list(root.xrandr_get_monitors().monitors)
+    except Exception:  # RandR < 1.5, or a server that refuses the request
+        return None
+    if not monitors:
+        return None
+    chosen = next((m for m in monitors if m.primary), monitors[0])
+    return (int(chosen.x), int(chosen.y), int(chosen.width_in_pixels),
+            int(chosen.height_in_pixels))
+
+
+def _window_rect(root: Any, window: Any) -> Rect:
+    geometry = window.get_geometry()
+    origin = root.translate_coords(window, 0, 0)
+    return int(origin.x), int(origin.y), int(geometry.width), int(geometry.height)
+
+
+def _centre_on(window: Rect, monitor: Rect | None) -> bool:
+    if monitor is None:
+        return True
+    x, y, width, height = window
+    cx, cy = x + width / 2, y + height / 2
+    mx, my, mwidth, mheight = monitor
+    return mx <= cx < mx + mwidth and my <= cy < my + mheight
 
 
 def _window_name(dpy: Any, window: Any) -> str:
