@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -62,10 +62,18 @@ log = get_logger("worker")
 log_config = get_logger("config")
 DEFAULT_DRAIN_SECS = 5.0
 EngineFactory = Callable[[Config], Engine]
+T = TypeVar("T")
 
 
 def _default_engine_factory(config: Config) -> Engine:
     return build_engine(config)
+
+
+def _opened(value: T | None) -> T:
+    """What ``open()`` made; a clear error when a face asks before it ran."""
+    if value is None:
+        raise RuntimeError("the service is not open yet")
+    return value
 
 
 def _engine_settings(config: Config) -> tuple[Any, ...]:
@@ -130,27 +138,19 @@ class WorkerService:
     # -- properties ---------------------------------------------------------------------
     @property
     def config(self) -> Config:
-        if self._config is None:
-            raise RuntimeError("the service is not open yet")
-        return self._config
+        return _opened(self._config)
 
     @property
     def client(self) -> StudioClient:
-        if self._client is None:
-            raise RuntimeError("the service is not open yet")
-        return self._client
+        return _opened(self._client)
 
     @property
     def http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("the service is not open yet")
-        return self._session
+        return _opened(self._session)
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            raise RuntimeError("the service is not open yet")
-        return self._engine
+        return _opened(self._engine)
 
     # -- lifecycle ----------------------------------------------------------------------
     def _install_logging(self) -> None:
